@@ -1,0 +1,98 @@
+"""Adam, with amsgrad and with coupled or decoupled weight decay, as torch.optim.Adam."""
+import math
+
+import numpy as np
+
+from .optimizer import Optimizer
+
+
+def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+              maximize=False, decoupled_weight_decay=False):
+    r"""One Adam step for one tensor (Kingma & Ba, Algorithm 1), with torch's ε placement.
+
+    Symbols: θ param, g grad, γ ``lr``, β₁, β₂ ``betas``, ε ``eps``, λ ``weight_decay``,
+    m ``state["exp_avg"]``, v ``state["exp_avg_sq"]``, v̂ᵐᵃˣ ``state["max_exp_avg_sq"]`` (amsgrad),
+    t ``state["step"]`` (counted per parameter).
+
+    .. math::
+
+        t &\leftarrow t + 1\\
+        g_t &\leftarrow -g_t \quad\text{if maximize}\\
+        \theta_{t-1} &\leftarrow (1 - \gamma\lambda)\,\theta_{t-1} \quad\text{if decoupled (AdamW)}, \quad
+            \text{else}\quad g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{(coupled L2)}\\
+        m_t &= \beta_1\, m_{t-1} + (1-\beta_1)\, g_t\\
+        v_t &= \beta_2\, v_{t-1} + (1-\beta_2)\, g_t^2\\
+        v^{\max}_t &= \max(v^{\max}_{t-1}, v_t) \quad\text{if amsgrad (the raw } v\text{, before correction)}\\
+        \theta_t &= \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\, m_t \Big/
+            \Big(\frac{\sqrt{v_t}}{\sqrt{1-\beta_2^t}} + \varepsilon\Big)
+            \quad(v^{\max}_t \text{ in place of } v_t \text{ if amsgrad})
+
+    In exact arithmetic the last line is θ − γ·m̂/(√v̂ + ε) with m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ): ε sits
+    outside the bias-corrected root. It is not the paper's "ε̂" form γ·√(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε̂)
+    that TensorFlow and Keras use; the two differ where √v is comparable to ε.
+
+    torch: ``torch.optim.Adam`` and ``torch.optim.AdamW`` (for-loop ``_single_tensor_adam``), same
+    defaults and state keys; the decoupled factor uses the group's current lr. torch computes m with
+    ``lerp`` and v with a fused multiply-add, takes MKL's square root (not correctly rounded), and evaluates
+    the bias corrections and the step size γ/(1−β₁ᵗ) in Python double, as here.
+
+    Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Algorithm 1;
+    Reddi, Kale, Kumar, "On the Convergence of Adam and Beyond", ICLR 2018 (amsgrad);
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, Algorithm 2 (AdamW).
+    """
+    beta1, beta2 = betas
+    step = state.get("step", 0) + 1                                             # t
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            param = param * (1 - lr * weight_decay)                             # θ ← (1 − γλ) θ
+        else:
+            grad = grad + weight_decay * param                                  # g ← g + λθ
+    exp_avg = beta1 * state.get("exp_avg", np.zeros_like(param)) + (1 - beta1) * grad               # m_t
+    exp_avg_sq = beta2 * state.get("exp_avg_sq", np.zeros_like(param)) + (1 - beta2) * grad * grad  # v_t
+    new_state = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    bias_correction1 = 1 - beta1 ** step                                        # 1 − β₁ᵗ
+    bias_correction2 = 1 - beta2 ** step                                        # 1 − β₂ᵗ
+    step_size = lr / bias_correction1                                           # γ / (1 − β₁ᵗ)
+    if amsgrad:
+        max_exp_avg_sq = np.maximum(state.get("max_exp_avg_sq", np.zeros_like(param)), exp_avg_sq)  # v̂ᵐᵃˣ_t
+        new_state["max_exp_avg_sq"] = max_exp_avg_sq
+        denom = np.sqrt(max_exp_avg_sq) / math.sqrt(bias_correction2) + eps    # √v̂ᵐᵃˣ/√(1−β₂ᵗ) + ε
+    else:
+        denom = np.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps        # √v/√(1−β₂ᵗ) + ε
+    param = param - step_size * exp_avg / denom                                 # θ_t
+    return param, new_state
+
+
+def check_adam_hyperparameters(lr, betas, eps, weight_decay):
+    """torch.optim.Adam's constructor checks, in torch's order and with torch's messages."""
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= betas[0] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    if not (isinstance(betas[0], float) and isinstance(betas[1], float)):
+        raise ValueError("betas must be either both floats or both Tensors")
+    if len(betas) != 2:
+        # torch 2.13 accepts a longer sequence here and fails at step(); 2.14 drops the extras. Neither is useful.
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {tuple(betas)!r}")
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam's math, hyperparameters, defaults and validation; see :func:`adam_step`."""
+
+    rule = staticmethod(adam_step)
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False):
+        betas = tuple(betas)
+        check_adam_hyperparameters(lr, betas, eps, weight_decay)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)

@@ -1,0 +1,78 @@
+"""RMSprop, plain, centered and with momentum, with coupled weight decay, as torch.optim.RMSprop."""
+import numpy as np
+
+from .optimizer import Optimizer
+
+
+def rmsprop_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, maximize=False):
+    r"""One RMSprop step for one tensor (Hinton's lecture 6e; centered form after Graves, 2013).
+
+    Symbols: θ param, g grad, γ ``lr``, α ``alpha``, ε ``eps``, λ ``weight_decay``, μ ``momentum``,
+    v ``state["square_avg"]``, ḡ ``state["grad_avg"]`` (centered), b ``state["momentum_buffer"]``,
+    t ``state["step"]`` (counted, unused by the math: RMSprop has no bias correction).
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}\\
+        g_t &\leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \quad\text{(coupled L2)}\\
+        v_t &= \alpha\, v_{t-1} + (1-\alpha)\, g_t^2\\
+        \bar g_t &= \alpha\, \bar g_{t-1} + (1-\alpha)\, g_t \quad\text{if centered}\\
+        d_t &= \sqrt{v_t - \bar g_t^2} + \varepsilon \ \text{ if centered, else }\ \sqrt{v_t} + \varepsilon\\
+        b_t &= \mu\, b_{t-1} + g_t / d_t, \quad \theta_t = \theta_{t-1} - \gamma\, b_t \quad\text{if } \mu > 0\\
+        \theta_t &= \theta_{t-1} - \gamma\, g_t / d_t \quad\text{otherwise}
+
+    v, ḡ and b start at zero (unlike SGD's buffer, which starts at the first gradient).
+
+    torch: ``torch.optim.RMSprop`` (for-loop ``_single_tensor_rmsprop``), same defaults and state keys.
+    ε is added after the square root (TensorFlow puts it inside). torch computes ḡ with ``lerp``, fuses
+    some multiply-adds, and takes its square root with MKL, which is not correctly rounded (1 ulp off
+    ``np.sqrt`` for about a fifth of float32 inputs). Centered ``v − ḡ²`` can round below zero and give
+    NaN in both.
+
+    Reference: Hinton, Srivastava, Swersky, "Neural Networks for Machine Learning", lecture 6e (2012);
+    Graves, "Generating sequences with recurrent neural networks", arXiv:1308.0850, eqs. 38-45.
+    """
+    step = state.get("step", 0) + 1
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad + weight_decay * param                                        # g ← g + λθ
+    square_avg = alpha * state.get("square_avg", np.zeros_like(param)) + (1 - alpha) * grad * grad   # v_t
+    new_state = {"step": step, "square_avg": square_avg}
+    if centered:
+        grad_avg = alpha * state.get("grad_avg", np.zeros_like(param)) + (1 - alpha) * grad          # ḡ_t
+        new_state["grad_avg"] = grad_avg
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps                     # d_t = √(v − ḡ²) + ε
+    else:
+        avg = np.sqrt(square_avg) + eps                                           # d_t = √v + ε
+    if momentum > 0:
+        momentum_buffer = momentum * state.get("momentum_buffer", np.zeros_like(param)) + grad / avg   # b_t
+        new_state["momentum_buffer"] = momentum_buffer
+        param = param - lr * momentum_buffer                                      # θ_t = θ − γ b_t
+    else:
+        param = param - lr * grad / avg                                           # θ_t = θ − γ g / d
+    return param, new_state
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop's math, hyperparameters, defaults and validation; see :func:`rmsprop_step`."""
+
+    rule = staticmethod(rmsprop_step)
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+                 maximize=False):
+        # torch's checks, in torch's order; `not 0 <= x` also rejects NaN.
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= alpha:
+            raise ValueError(f"Invalid alpha value: {alpha}")
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                        centered=centered, maximize=maximize)
+        super().__init__(params, defaults)
