@@ -1,0 +1,218 @@
+"""validation.watch: the live-training watcher passes torch's real optimizers and catches wrong updates."""
+import logging
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from validation import tolerance  # noqa: E402
+from validation.watch import Watcher, WatchError, watch  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+REAL = [
+    (torch.optim.SGD, dict(lr=0.05, momentum=0.9, dampening=0.2, weight_decay=0.1)),
+    (torch.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, foreach=True)),
+    (torch.optim.RMSprop, dict(lr=1e-3, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.1)),
+    (torch.optim.Adam, dict(lr=1e-2, betas=(0.8, 0.95), amsgrad=True, weight_decay=0.1, maximize=True)),
+    (torch.optim.Adam, dict(lr=1e-2, fused=True)),
+    (torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.5)),
+]
+REAL_IDS = ["sgd-dampening-wd", "sgd-nesterov-foreach", "rmsprop-centered", "adam-amsgrad-maximize", "adam-fused",
+            "adamw"]
+
+
+def make_model(dtype=torch.float32):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2)).to(dtype)
+
+
+def data(model, step):
+    dtype = next(model.parameters()).dtype
+    generator = torch.Generator().manual_seed(step)
+    return torch.randn(16, 3, generator=generator, dtype=dtype), torch.randn(16, 2, generator=generator, dtype=dtype)
+
+
+def train(model, optimizer, steps, *, skip=None, scheduler=None):
+    """The usual loop; ``skip`` = (step, parameter) whose grad is None at that step."""
+    for step in range(1, steps + 1):
+        x, y = data(model, step)
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        if skip and skip[0] == step:
+            skip[1].grad = None
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("torch_class, kwargs", REAL, ids=REAL_IDS)
+def test_real_torch_optimizers_pass(torch_class, kwargs, dtype):
+    model = make_model(dtype)
+    groups = [{"params": [model[0].weight, model[2].weight]}, {"params": [model[0].bias, model[2].bias], "lr": 2e-3}]
+    optimizer = torch_class(groups, **kwargs)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.7)  # an lr that changes every step
+    with watch(optimizer, model) as watcher:
+        train(model, optimizer, 8, skip=(3, model[2].bias), scheduler=scheduler)
+    assert watcher.steps == 8
+    assert watcher.mismatches == []
+    assert set(watcher.worst) >= {"param"}
+    assert max(watcher.worst.values()) <= tolerance.budget(str(dtype).removeprefix("torch."), "param")
+
+
+def test_a_perturbed_param_is_pinpointed():
+    model = make_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def nudge(optimizer, args, kwargs):  # a post-step hook registered before the watcher's: torch's result changes
+        with torch.no_grad():
+            model[2].weight[1, 4] += 1e-4
+
+    optimizer.register_step_post_hook(nudge)
+    watcher = watch(optimizer, model)
+    with pytest.raises(WatchError) as caught:
+        train(model, optimizer, 1)
+    [mismatch] = caught.value.mismatches
+    assert (mismatch.step, mismatch.parameter, mismatch.key, mismatch.index) == (1, "2.weight", "param", (1, 4))
+    assert mismatch.torch - mismatch.refwd == pytest.approx(1e-4, rel=1e-2)
+    assert mismatch.ulps > mismatch.budget
+    assert "step 1, parameter '2.weight', param[1, 4]: refwd" in str(caught.value)
+    assert "1 of 14 elements over budget" in str(caught.value)
+    watcher.detach()
+
+
+class AdamWithWrongSecondMoment(torch.optim.Adam):
+    """A plausible bug: a subclass that rescales exp_avg_sq after the step (a wrong β2 in a custom kernel)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)  # nested: torch's step hooks fire for this inner call too
+        for group in self.param_groups:
+            for param in group["params"]:
+                self.state[param]["exp_avg_sq"].mul_(1.001)
+        return loss
+
+
+def test_a_buggy_subclass_is_caught_at_its_first_step():
+    model = make_model(torch.float64)
+    optimizer = AdamWithWrongSecondMoment(model.parameters())
+    watcher = watch(optimizer, model)
+    with pytest.raises(WatchError) as caught:
+        train(model, optimizer, 1)
+    keys = {(mismatch.parameter, mismatch.key) for mismatch in caught.value.mismatches}
+    assert keys == {(name, "exp_avg_sq") for name in ("0.weight", "0.bias", "2.weight", "2.bias")}
+    assert watcher.steps == 1  # the nested super().step() is not counted, nor checked on its own
+
+
+class SGDWithExtraState(torch.optim.SGD):
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        self.state[self.param_groups[0]["params"][0]]["velocity"] = torch.zeros(1)
+        return loss
+
+
+def test_a_state_key_refwd_does_not_have_is_reported():
+    model = make_model()
+    optimizer = SGDWithExtraState(model.parameters(), lr=0.1, momentum=0.9)
+    with watch(optimizer, model), pytest.raises(WatchError, match="state key 'velocity' only in torch's state"):
+        train(model, optimizer, 1)
+
+
+def test_log_mode_logs_and_goes_on(caplog):
+    model = make_model(torch.float64)
+    optimizer = AdamWithWrongSecondMoment(model.parameters())
+    with caplog.at_level(logging.WARNING, logger="validation.watch"), \
+            watch(optimizer, model, on_mismatch="log") as watcher:
+        train(model, optimizer, 3)
+    assert watcher.steps == 3
+    assert len(watcher.mismatches) == 12  # 4 parameters × 3 steps, each a lock-step check from torch's own state
+    assert [record.getMessage().startswith("refwd watch: step") for record in caplog.records] == [True] * 12
+    assert "12 mismatches" in watcher.summary()
+
+
+def test_after_a_mismatch_the_next_step_is_checked_from_torchs_state():
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    nudged = []
+
+    def nudge_once(optimizer, args, kwargs):
+        if not nudged:
+            nudged.append(True)
+            with torch.no_grad():
+                model[0].bias[0] += 1e-3
+
+    optimizer.register_step_post_hook(nudge_once)
+    with watch(optimizer, model) as watcher:
+        with pytest.raises(WatchError):
+            train(model, optimizer, 1)
+        train(model, optimizer, 3)  # lock-step: the nudge is now part of torch's state, not a new difference
+    assert watcher.steps == 4 and len(watcher.mismatches) == 1
+
+
+def test_a_step_with_a_closure_is_checked_with_the_closures_grads():
+    model = make_model()
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-2)
+    x, y = data(model, 1)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    with watch(optimizer, model) as watcher:
+        for _ in range(3):
+            optimizer.step(closure)          # the grads exist only once torch has called the closure
+        optimizer.step(closure=closure)
+    assert watcher.steps == 4 and watcher.mismatches == []
+
+
+def test_a_step_that_raises_does_not_confuse_the_next_one():
+    class FailsOnce(torch.optim.AdamW):
+        failed = False
+
+        def step(self, closure=None):
+            if not FailsOnce.failed:
+                FailsOnce.failed = True
+                raise RuntimeError("out of memory, say")
+            return super().step(closure)
+
+    model = make_model()
+    optimizer = FailsOnce(model.parameters())
+    with watch(optimizer, model) as watcher:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            train(model, optimizer, 1)
+        train(model, optimizer, 2)
+    assert watcher.steps == 2 and watcher.mismatches == []
+
+
+def test_detach_stops_checking():
+    model = make_model()
+    optimizer = AdamWithWrongSecondMoment(model.parameters())
+    watcher = watch(optimizer, model)
+    watcher.detach()
+    train(model, optimizer, 2)
+    assert watcher.steps == 0
+
+
+def test_named_parameters_need_no_model():
+    model = make_model()
+    optimizer = torch.optim.SGD(model.named_parameters(), lr=0.1)
+    with watch(optimizer) as watcher:
+        train(model, optimizer, 2)
+    assert watcher.steps == 2 and watcher.mismatches == []
+
+
+def test_bad_input():
+    model = make_model()
+    with pytest.raises(TypeError, match="no refwd equivalent for torch.optim.adagrad.Adagrad"):
+        watch(torch.optim.Adagrad(model.parameters()), model)
+    with pytest.raises(ValueError, match="on_mismatch must be 'raise' or 'log', got 'ignore'"):
+        Watcher(torch.optim.SGD(model.parameters()), model, on_mismatch="ignore")
+    other = make_model()
+    with pytest.raises(ValueError, match="is not a parameter of the model"):
+        watch(torch.optim.SGD(other.parameters()), model)
+    with pytest.raises(ValueError, match="pass the model"):
+        watch(torch.optim.SGD(model.parameters()))

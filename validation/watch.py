@@ -1,0 +1,244 @@
+"""Watch live torch training: check every optimizer step lock-step against refwd.
+
+Attached to a torch SGD, RMSprop, Adam or AdamW through torch's step hooks, the watcher
+
+1. before each step, copies the params, their grads, the optimizer state and the group hyperparameters
+   (as they are then: a scheduler's lr included) into the equivalent refwd optimizer (:mod:`validation.interop`);
+2. lets torch step, and steps refwd from the same copies;
+3. compares torch's params and every state tensor, per parameter, with refwd's, in ULPs.
+
+Each step starts again from torch's own numbers, so a difference never accumulates: what is measured is
+one step of torch against one step of the reference. A difference beyond the budget raises
+:class:`WatchError` (``on_mismatch="raise"``, the default) or is logged (``"log"``), with the pinpoint:
+step, parameter name, state key, element index, refwd value, torch value, ULPs.
+
+In a test suite::
+
+    from validation.watch import watch
+
+    with watch(optimizer, model):          # raises WatchError at the first step that disagrees
+        for x, y in batches:
+            ...; optimizer.step()
+
+The watcher copies every parameter, gradient and state tensor each step and runs the NumPy rule on the
+CPU: it is meant for tests and short checks, not for production training (``validation/bench_watch.py``
+measures the overhead).
+"""
+import functools
+import logging
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+import refwd
+
+from . import interop, tolerance
+
+logger = logging.getLogger(__name__)
+
+
+# The key of each refwd optimizer class in validation.tolerance (AdamW before Adam: it subclasses it).
+TOLERANCE_KEYS = ((refwd.optim.AdamW, "adamw"), (refwd.optim.Adam, "adam"), (refwd.optim.RMSprop, "rmsprop"),
+                  (refwd.optim.SGD, "sgd"))
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One tensor of one step where torch and refwd disagree beyond the budget, at its worst element."""
+
+    step: int            # the watcher's count of optimizer.step() calls, from 1
+    parameter: str       # refwd's name of the parameter, e.g. "0.weight"
+    key: str             # "param", or the state key ("exp_avg", "step", ...)
+    index: tuple | None  # the worst element; None for a mismatch of the whole tensor (a missing state key)
+    refwd: float | None
+    torch: float | None
+    ulps: float | None   # |refwd − torch| in ULPs of the error scale (validation.tolerance)
+    budget: float | None
+    detail: str = ""     # the count of elements over budget, or what is missing
+
+    def __str__(self):
+        where = f"step {self.step}, parameter {self.parameter!r}, {self.key}"
+        if self.index is None:
+            return f"{where}: {self.detail}"
+        return (f"{where}{list(self.index)}: refwd {self.refwd!r}, torch {self.torch!r}, "
+                f"{self.ulps:.3g} ulps > {self.budget:g} ({self.detail})")
+
+
+class WatchError(AssertionError):
+    """torch's step disagreed with refwd's beyond the budget; ``mismatches`` lists where."""
+
+    def __init__(self, mismatches):
+        self.mismatches = list(mismatches)
+        lines = [f"torch's optimizer step disagrees with refwd at {len(self.mismatches)} tensor(s):"]
+        lines += [f"  {mismatch}" for mismatch in self.mismatches]
+        super().__init__("\n".join(lines))
+
+
+class Watcher:
+    """Checks each step of ``optimizer`` (torch SGD, RMSprop, Adam or AdamW) lock-step against refwd.
+
+    ``model`` names the parameters (its ``named_parameters()``); without it the optimizer's groups must
+    carry ``param_names``. ``on_mismatch`` is ``"raise"`` (:class:`WatchError` out of ``optimizer.step()``,
+    after torch has stepped) or ``"log"`` (a warning on ``logger``; the watcher goes on). The comparison is
+    the harness's lock-step check: ULPs of the error scale of one step (:func:`validation.tolerance.step_scales`)
+    against :func:`validation.tolerance.budget`. Every mismatch is kept in ``mismatches``; ``worst`` keeps the
+    largest difference seen per state key, within budget or not, and ``agreement`` the worst ULPs per
+    parameter and key of the last step checked.
+    """
+
+    def __init__(self, optimizer, model=None, *, on_mismatch="raise", logger=logger):
+        if on_mismatch not in ("raise", "log"):
+            raise ValueError(f"on_mismatch must be 'raise' or 'log', got {on_mismatch!r}")
+        interop.refwd_class_for(optimizer)          # an unsupported optimizer fails here, not at its first step
+        interop.parameter_names(optimizer, model)   # and so does a parameter the model does not have
+        self.optimizer = optimizer
+        self.model = model
+        self.on_mismatch = on_mismatch
+        self.logger = logger
+        self.steps = 0
+        self.mismatches = []
+        self.worst = {}
+        self.agreement = {}   # the last step checked: {parameter name: {key: worst ULPs}} (0.0: bit-identical)
+        self._handles = []
+        self._outer_frame = None  # torch's step wrapper of the step being checked; None between steps
+        self._before = None
+
+    def attach(self):
+        if not self._handles:
+            self._handles = [self.optimizer.register_step_pre_hook(self._before_step),
+                             self.optimizer.register_step_post_hook(self._after_step)]
+        return self
+
+    def detach(self):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._outer_frame = None
+
+    def __enter__(self):
+        return self.attach()
+
+    def __exit__(self, *exc_info):
+        self.detach()
+        return False
+
+    def summary(self):
+        """One line: steps checked, mismatches, and the worst ULPs seen per key."""
+        worst = ", ".join(f"{key} {ulps:.3g}" for key, ulps in sorted(self.worst.items()))
+        return f"{self.steps} steps checked against refwd, {len(self.mismatches)} mismatches; worst ulps: {worst}"
+
+    def _before_step(self, optimizer, args, kwargs):
+        if self._inside_checked_step():
+            return None  # a subclass's step calling super().step(): the outer step is the one checked
+        self._outer_frame = sys._getframe(1)
+        names = interop.parameter_names(optimizer, self.model)
+        tensors = {name: param for group, group_names in zip(optimizer.param_groups, names)
+                   for name, param in zip(group_names, group["params"])}
+        self._before = {"tensors": tensors,
+                        "params": interop.params_from_torch(tensors),
+                        "optimizer": interop.optimizer_from_torch(optimizer, self.model),
+                        "grads": self._grads(tensors)}
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            return None
+
+        def closure_then_copy_grads():  # torch calls the closure inside step(), after this hook
+            loss = closure()
+            self._before["grads"] = self._grads(tensors)
+            return loss
+
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": closure_then_copy_grads}
+        return (args[0], closure_then_copy_grads, *args[2:]), kwargs
+
+    def _after_step(self, optimizer, args, kwargs):
+        if self._outer_frame is not sys._getframe(1):
+            return  # the end of a nested super().step(), not of the step being checked
+        self._outer_frame = None
+        before, self._before = self._before, None
+        self.steps += 1
+        reference = before["optimizer"]
+        state_before = dict(reference.state)  # step() replaces each entry, it does not change it
+        expected_params = reference.step(before["params"], before["grads"])
+        torch_state = interop.numpy_state_dict(optimizer.state_dict())["state"]
+        mismatches = []
+        self.agreement = {}
+        for index, (name, tensor) in enumerate(before["tensors"].items()):
+            torch_values = {"param": interop.to_numpy(tensor), **torch_state.get(index, {})}
+            refwd_values = {"param": expected_params[name], **reference.state.get(name, {})}
+            scales = functools.cache(functools.partial(self._scales, reference, name, before,
+                                                       state_before.get(name, {})))
+            self.agreement[name] = {}
+            for key in sorted(set(torch_values) | set(refwd_values)):
+                if key not in torch_values or key not in refwd_values:
+                    side = "refwd" if key in refwd_values else "torch"
+                    found = [Mismatch(self.steps, name, key, None, None, None, None, None,
+                                      f"state key {key!r} only in {side}'s state")]
+                    self.agreement[name][key] = math.inf
+                else:
+                    self.agreement[name][key], found = self._compare(name, key, refwd_values[key],
+                                                                     torch_values[key], scales)
+                    if key != "step":
+                        self.worst[key] = max(self.worst.get(key, 0.0), self.agreement[name][key])
+                mismatches += found
+        if mismatches:
+            self.mismatches += mismatches
+            if self.on_mismatch == "raise":
+                raise WatchError(mismatches)
+            for mismatch in mismatches:
+                self.logger.warning("refwd watch: %s", mismatch)
+
+    def _scales(self, reference, name, before, state):
+        """The error scale of each output of this parameter's step (zeros where torch skips it: no change)."""
+        grad = before["grads"][name]
+        param = before["params"][name]
+        if grad is None:
+            return {key: np.zeros(np.shape(value)) for key, value in {"param": param, **state}.items()}
+        group = next(group for group in reference.param_groups if name in group["params"])
+        hyperparameters = {key: group[key] for key in reference.defaults}
+        optimizer_key = next(key for cls, key in TOLERANCE_KEYS if isinstance(reference, cls))
+        return tolerance.step_scales(optimizer_key, param, grad, state, hyperparameters, param.dtype.name)
+
+    def _compare(self, name, key, refwd_value, torch_value, scales):
+        """(worst ULPs, mismatches) of one tensor; ``scales()`` gives the step's error scales, computed on demand."""
+        if key == "step":
+            if refwd_value == int(torch_value):
+                return 0.0, []
+            return math.inf, [Mismatch(self.steps, name, key, (), refwd_value, int(torch_value), None, 0,
+                                       "the step counts differ")]
+        if refwd_value.shape != torch_value.shape or refwd_value.dtype != torch_value.dtype:
+            return math.inf, [Mismatch(self.steps, name, key, None, None, None, None, None,
+                                       f"refwd has {refwd_value.dtype} {refwd_value.shape}, torch "
+                                       f"{torch_value.dtype} {torch_value.shape}")]
+        if np.array_equal(refwd_value, torch_value, equal_nan=True):
+            return 0.0, []
+        dtype = refwd_value.dtype.name
+        ulps = tolerance.ulps(refwd_value, torch_value, scales()[key], dtype)
+        worst = np.unravel_index(int(np.argmax(ulps)), ulps.shape)
+        budget = tolerance.budget(dtype, key)
+        over = int(np.count_nonzero(ulps > budget))
+        if not over:
+            return float(ulps[worst]), []
+        return float(ulps[worst]), [Mismatch(self.steps, name, key, tuple(int(i) for i in worst),
+                                             refwd_value[worst].item(), torch_value[worst].item(),
+                                             float(ulps[worst]), budget, f"{over} of {ulps.size} elements over budget")]
+
+    def _grads(self, tensors):
+        return {name: None if tensor.grad is None else interop.to_numpy(tensor.grad, f"grad of {name!r}")
+                for name, tensor in tensors.items()}
+
+    def _inside_checked_step(self):
+        """True when a step being checked is still running further up the stack (a nested super().step())."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame is self._outer_frame:
+                return True
+            frame = frame.f_back
+        return False
+
+
+def watch(optimizer, model=None, **options):
+    """Attach a :class:`Watcher` to a torch optimizer and return it (also a context manager that detaches)."""
+    return Watcher(optimizer, model, **options).attach()
