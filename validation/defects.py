@@ -1,0 +1,90 @@
+"""Known, upstream-confirmed torch defects: the cases they break, for which torch versions, and where upstream.
+
+A case listed here that fails or errors (with the listed kind of outcome) is reported as "known-defect" and
+does not fail the run. The table never hides anything else: a case not listed keeps its failure, a listed case
+that fails in another way (a different error, or a failure where an error is listed) keeps its failure too,
+and a listed case that passes is reported as passing.
+
+Only entries with an upstream reference go here. A torch misbehaviour without one is reported as what it is,
+a failure, and described in docs/oracle.md under findings.
+"""
+from dataclasses import dataclass
+
+from .cases import CASE_IDS
+
+
+@dataclass(frozen=True)
+class KnownDefect:
+    id: str
+    summary: str
+    torch_min: str            # first affected torch version (inclusive)
+    torch_max: str | None     # last affected version (inclusive); None: not fixed as of the newest checked
+    reference: str            # the upstream issue or pull request
+    cases: tuple              # the case ids affected
+    outcome: str = "error"    # "error" (torch raises) or "fail" (wrong numbers)
+    match: str = ""           # text the error or failure must contain
+
+    def applies(self, version):
+        return _version(self.torch_min) <= _version(version) and (
+            self.torch_max is None or _version(version) <= _version(self.torch_max))
+
+    def to_dict(self):
+        return {"id": self.id, "summary": self.summary, "torch_min": self.torch_min, "torch_max": self.torch_max,
+                "reference": self.reference, "outcome": self.outcome}
+
+
+def _version(text):
+    parts = []
+    for piece in text.split("+")[0].split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+KNOWN_DEFECTS = (
+    KnownDefect(
+        id="fused-sgd-cpu-lowp-vectorized",
+        summary="fused SGD on CPU leaves every full SIMD block of a float16/bfloat16 param unchanged: only the "
+                "scalar tail is updated (and the momentum path mishandles the buffer)",
+        torch_min="2.12.1",   # the earliest version reproduced upstream; the kernel is older
+        torch_max=None,       # fixed by pytorch/pytorch#192545, in no release checked here
+        reference="https://github.com/pytorch/pytorch/issues/191763 (fix: "
+                  "https://github.com/pytorch/pytorch/pull/192545)",
+        cases=tuple(f"{config}-{dtype}-fused-cpu" for config in ("lowp-sgd", "lowp-sgd-nesterov")
+                    for dtype in ("f16", "bf16")),
+        outcome="fail",
+        match="lockstep",
+    ),
+)
+
+
+def _check_table():
+    for defect in KNOWN_DEFECTS:
+        unknown = [case for case in defect.cases if case not in CASE_IDS]
+        if unknown:
+            raise ValueError(f"known defect {defect.id} lists unknown cases {unknown}")
+
+
+_check_table()
+
+
+def defect_for(case_id, version):
+    for defect in KNOWN_DEFECTS:
+        if case_id in defect.cases and defect.applies(version):
+            return defect
+    return None
+
+
+def classify(result):
+    """Turn a listed case's expected failure into "known-defect"; leave everything else as it is."""
+    if result.status not in ("fail", "error") or result.torch_version is None:
+        return result
+    defect = defect_for(result.case.id, result.torch_version)
+    if defect is None or defect.outcome != result.status:
+        return result
+    text = result.error if result.status == "error" else result.detail
+    if defect.match and defect.match not in (text or ""):
+        return result
+    result.status = "known-defect"
+    result.defect = defect
+    return result

@@ -1,0 +1,180 @@
+"""Reports of a run: the text summary, the JSON report and JUnit XML, from a list of CaseResults."""
+import json
+import math
+import platform
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+from . import tolerance
+from .cases import OPTIMIZERS
+
+CHECK_ORDER = ("lockstep", "gradient", "free-running")
+
+
+def environment():
+    """torch, CUDA and device names, for the reports (a GPU report must say what it ran on)."""
+    import numpy
+
+    import refwd
+    info = {"refwd": refwd.__version__, "python": platform.python_version(), "numpy": numpy.__version__,
+            "platform": platform.platform(), "torch": None, "cuda": None, "gpu": None}
+    try:
+        import torch
+    except ImportError:
+        return info
+    info["torch"] = torch.__version__
+    info["torch_cpu_capability"] = _cpu_capability(torch)
+    if torch.cuda.is_available():
+        info["cuda"] = torch.version.cuda
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_capability(torch):
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except Exception:  # older torch
+        return None
+
+
+def counts(results):
+    out = {"run": len(results), "passed": 0, "failed": 0, "errors": 0, "known_defects": 0, "expected_errors": 0}
+    for r in results:
+        if r.status == "pass":
+            out["passed"] += 1
+            if r.note:
+                out["expected_errors"] += 1
+        elif r.status == "fail":
+            out["failed"] += 1
+        elif r.status == "error":
+            out["errors"] += 1
+        else:
+            out["known_defects"] += 1
+    return out
+
+
+def worst_by_optimizer(results):
+    """{optimizer: {check: worst ULPs}} over the results that ran to completion (not failures or defects)."""
+    table = {}
+    for r in results:
+        if r.status != "pass":
+            continue
+        row = table.setdefault(r.case.optimizer, {})
+        for check, value in r.worst_by_check().items():
+            row[check] = max(row.get(check, 0.0), value)
+    return {opt: table[opt] for opt in OPTIMIZERS if opt in table}
+
+
+def worst_by_optimizer_dtype(results):
+    """{(optimizer, dtype): {quantity: worst ULPs}} for the lock-step check: the figures docs/oracle.md quotes."""
+    table = {}
+    for r in results:
+        if r.status != "pass":
+            continue
+        row = table.setdefault((r.case.optimizer, r.case.dtype), {})
+        for (check, quantity), w in r.worst.items():
+            row[(check, quantity)] = max(row.get((check, quantity), 0.0), w.ulps)
+    return table
+
+
+def _fmt(value):
+    return "inf" if not math.isfinite(value) else f"{value:.2f}"
+
+
+def summary_text(results, seconds, env=None):
+    env = env or {}
+    c = counts(results)
+    budget = tolerance.budget("float64", "param")
+    lines = [f"refwd validate: torch {env.get('torch')}"
+             + (f", CUDA {env['cuda']} on {env['gpu']}" if env.get("gpu") else "")
+             + f": {c['run']} cases in {seconds:.1f} s",
+             f"  passed {c['passed']}, failed {c['failed']}, errors {c['errors']}, "
+             f"known torch defects {c['known_defects']}"]
+    table = worst_by_optimizer(results)
+    if table:
+        lines.append(f"  worst ULPs of the error scale (budget {budget:g}), passing cases:")
+        for opt, row in table.items():
+            cells = "  ".join(f"{check} {_fmt(row[check])}" for check in CHECK_ORDER if check in row)
+            lines.append(f"    {opt:<8} {cells}")
+    defects = [r for r in results if r.status == "known-defect"]
+    if defects:
+        lines.append("known torch defects (not counted as failures):")
+        for r in defects:
+            lines.append(f"  {r.case.id}: {r.defect.id}, {r.defect.reference}")
+            lines.append(f"      {r.detail}")
+    expected = [r for r in results if r.status == "pass" and r.note]
+    if expected:
+        lines.append("documented torch errors (see docs/oracle.md, findings):")
+        for r in expected:
+            lines.append(f"  {r.case.id}: {r.note}")
+    bad = [r for r in results if r.status in ("fail", "error")]
+    if bad:
+        lines.append("failures:" if any(r.status == "fail" for r in bad) else "errors:")
+        for r in bad:
+            lines.append(f"  {r.case.id} [{r.status}]: {r.detail}")
+    lines.append("result: " + ("OK" if not bad else "FAILED"))
+    return "\n".join(lines)
+
+
+def json_report(results, seconds, env=None):
+    c = counts(results)
+    return {
+        "tool": "refwd validate",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "environment": env or environment(),
+        "budget_ulps": tolerance.BUDGET,
+        "seconds": round(seconds, 3),
+        "summary": dict(c, worst_ulps_by_optimizer={
+            opt: {check: _num(v) for check, v in row.items()} for opt, row in worst_by_optimizer(results).items()}),
+        "cases": [r.to_dict() for r in results],
+    }
+
+
+def _num(value):
+    return value if math.isfinite(value) else repr(value)
+
+
+def write_json(path, results, seconds, env=None):
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(json_report(results, seconds, env), handle, indent=1, sort_keys=False)
+        handle.write("\n")
+
+
+def junit_tree(results, seconds):
+    """JUnit XML: one testcase per case; failures and errors as such, known torch defects as skipped."""
+    c = counts(results)
+    suites = ET.Element("testsuites", name="refwd validate", tests=str(c["run"]),
+                        failures=str(c["failed"]), errors=str(c["errors"]), time=f"{seconds:.3f}")
+    suite = ET.SubElement(suites, "testsuite", name="refwd.validate", tests=str(c["run"]),
+                          failures=str(c["failed"]), errors=str(c["errors"]), skipped=str(c["known_defects"]),
+                          time=f"{seconds:.3f}")
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname=f"refwd.validate.{r.case.optimizer}", name=r.case.id,
+                             time=f"{r.seconds:.3f}")
+        if r.status == "fail":
+            node = ET.SubElement(case, "failure", message=r.detail, type="mismatch")
+            node.text = _failure_text(r)
+        elif r.status == "error":
+            node = ET.SubElement(case, "error", message=(r.error or "").splitlines()[0][:500], type="error")
+            node.text = r.error
+        elif r.status == "known-defect":
+            ET.SubElement(case, "skipped", message=f"known torch defect {r.defect.id}: {r.defect.reference}")
+        out = ET.SubElement(case, "system-out")
+        out.text = "\n".join(f"{check} {quantity}: worst {_fmt(w.ulps)} ulp, rel {w.rel:.3g}"
+                             for (check, quantity), w in sorted(r.worst.items()))
+        if r.note:
+            out.text += f"\n{r.note}"
+    return ET.ElementTree(suites)
+
+
+def _failure_text(r):
+    f = r.failure
+    return (f"{r.case.description}\n{f.describe()}\ncheck={f.check} step={f.step} parameter={f.parameter} "
+            f"key={f.key} index={f.index} refwd={f.refwd!r} torch={f.torch!r} ulps={f.ulps} budget={f.budget}")
+
+
+def write_junit(path, results, seconds):
+    tree = junit_tree(results, seconds)
+    ET.indent(tree) if sys.version_info >= (3, 9) else None
+    tree.write(path, encoding="utf-8", xml_declaration=True)
