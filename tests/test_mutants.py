@@ -7,7 +7,7 @@ Two layers:
   lock-step check, and in the free-running check on its own where a free-running case has the flags it needs;
   the unmutated rules pass those same cases (no false alarms).
 
-Run time: about 23 s on 2 cores with torch (6 s of it torch's first-call warm-up), 1.5 s without.
+Run time: 20-35 s wall on 2 cores with torch (6 s of it torch's first-call warm-up), 1.5 s without.
 """
 import dataclasses
 
