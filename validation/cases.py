@@ -57,7 +57,7 @@ class Case:
     loss_decay: float = 1.0
     grad_none: tuple = ()
     batch: int = 16
-    data: str = "teacher"       # "teacher": y = a random teacher net + noise; "line": the seed's y = 2x + 1
+    data: str = "teacher"       # "teacher": y = a random teacher net + noise; "line": the seed's y = 2x + 1, x = 1..batch
     seed: int = 0
     quick: bool = False
     description: str = ""
@@ -197,8 +197,9 @@ FREE_CONFIGS = (
             model=MLP3, quick=True),
     _config("free-adamw", "adamw", _hp(lr=0.005, weight_decay=0.1), "free-running AdamW with groups",
             model=MLP3, groups=BIASES_EXCLUDED, lr_schedule=SCHEDULE),
-    _config("seed-line", "sgd", _hp(lr=0.1), "seed: the y = 2x + 1 script", model=(1, 1), data="line",
-            batch=20, quick=True),
+    _config("seed-line", "sgd", _hp(lr=0.1, weight_decay=0.01),
+            "seed: the y = 2x + 1 script (docs/examples/linear_regression.py), x = 1..4", model=(1, 1),
+            data="line", batch=4, quick=True),
 )
 
 # Low precision: lock-step against refwd in float64 rounded to the dtype; every impl. ε is large for float16

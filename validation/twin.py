@@ -70,7 +70,7 @@ def batch(case, step):
     """The (x, y) batch of 1-based ``step``, float64, a pure function of (seed, step): nothing is stored."""
     n_in, n_out = case.model[0], case.model[-1]
     if case.data == "line":
-        x = np.linspace(-1.0, 1.0, case.batch).reshape(-1, 1)
+        x = np.arange(1.0, case.batch + 1.0).reshape(-1, 1)
         return x, 2.0 * x + 1.0
     teacher = np.random.default_rng([case.seed, 1])
     a = teacher.normal(size=(n_in, 8)) / np.sqrt(n_in)
