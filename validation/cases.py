@@ -101,7 +101,7 @@ SCHEDULE = (1.0, 0.5, 2.0, 0.25, 1.5)     # changes at every step
 WEIGHTS_VS_BIASES = (("weights", _hp(weight_decay=0.1)), ("biases", _hp(weight_decay=0.02, lr=0.5e-2)))
 BIASES_EXCLUDED = (("weights", _hp(weight_decay=0.05)), ("biases", _hp(weight_decay=0.0)))
 PER_LAYER_MLP3 = (("layer:0", _hp(weight_decay=0.1)), ("layer:2", _hp(weight_decay=0.01)),
-                  ("layer:4", _hp(weight_decay=0.0, lr=0.02)))
+                  ("layer:4", _hp(weight_decay=0.0, lr=0.05)))
 LATE_BIAS = (("0.bias", (1, 2, 3)),)                 # first grad at step 4, after the others have state
 GAPPY = (("2.weight", (2, 3)), ("4.bias", (1, 5)))   # gaps in the middle and a late start
 
@@ -190,7 +190,7 @@ CONFIGS = (
 # Free-running cases: refwd's own trajectory (its own gradients) against torch's, float64, for-loop.
 FREE_CONFIGS = (
     _config("free-sgd", "sgd", _hp(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.01),
-            "free-running SGD", model=MLP3, quick=True),
+            "free-running SGD", model=MLP3),
     _config("free-rmsprop", "rmsprop", _hp(lr=0.002, centered=True, momentum=0.5, weight_decay=0.01),
             "free-running RMSprop", model=MLP3),
     _config("free-adam", "adam", _hp(lr=0.005, betas=(0.8, 0.95), amsgrad=True), "free-running Adam",
@@ -237,11 +237,12 @@ def _make(config, dtype, impl, device, *, steps, free_steps, quick):
 def _expand():
     cases = []
     for device in DEVICES:
-        for config in CONFIGS:
-            quick_impls = config.get("quick_impls", ())
+        for number, config in enumerate(CONFIGS):
+            # --quick: each listed impl once, in float64 and float32 by turns (every optimizer gets both)
+            quick_impls = {impl: F64_F32[(number + i) % 2] for i, impl in enumerate(config.get("quick_impls", ()))}
             for dtype in F64_F32:
                 for impl in _impls_for(config["optimizer"]):
-                    quick = device == "cpu" and impl in quick_impls
+                    quick = device == "cpu" and quick_impls.get(impl) == dtype
                     cases.append(_make(config, dtype, impl, device, steps=config.get("steps", 10), free_steps=0,
                                        quick=quick))
         for config in FREE_CONFIGS:
