@@ -16,13 +16,33 @@ import math
 
 import autograd.numpy as anp
 import numpy as np
+import scipy.special
+from autograd.extend import defvjp, primitive
 
-ACTIVATIONS = {
-    "relu": lambda z: anp.maximum(z, 0.0),
-    "tanh": anp.tanh,
-    "sigmoid": lambda z: 1.0 / (1.0 + anp.exp(-z)),
-    "identity": lambda z: z,
-}
+
+def relu(z):
+    """max(z, 0), with derivative 0 at z = 0 as in torch (``anp.maximum`` would split it, ½ each side)."""
+    return anp.where(z > 0, z, 0.0)
+
+
+@primitive
+def tanh(z):
+    return np.tanh(z)
+
+
+# torch's backward, g·(1 − y²): autograd's own g/cosh²(z) overflows for |z| > 44 in float32.
+defvjp(tanh, lambda y, z: lambda g: g * (1 - y * y))
+
+
+@primitive
+def sigmoid(z):
+    """1/(1 + e^(−z)), evaluated without overflow (1/(1 + exp(−z)) gives NaN gradients below z ≈ −88 in float32)."""
+    return scipy.special.expit(z)
+
+
+defvjp(sigmoid, lambda y, z: lambda g: g * y * (1 - y))
+
+ACTIVATIONS = {"relu": relu, "tanh": tanh, "sigmoid": sigmoid, "identity": lambda z: z}
 DTYPES = ("float32", "float64")
 
 

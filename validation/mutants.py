@@ -328,15 +328,15 @@ MUTANTS = (
     Mutant(
         "adam-eps-inside-sqrt", ("adam", "adamw"),
         "ε inside the square root, √(v̂+ε).",
-        (("denom = np.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps",
+        (("denom = np.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + eps",
           "denom = np.sqrt(exp_avg_sq / bias_correction2 + eps)"),),
         needs={"amsgrad": False}),
     Mutant(
         "adam-eps-hat", ("adam", "adamw"),
         "ε added before the division by √(1−β₂ᵗ): the paper's ε̂ form that TensorFlow and Keras use, "
         "(√v+ε)/√(1−β₂ᵗ), not torch's √v/√(1−β₂ᵗ)+ε.",
-        (("denom = np.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps",
-          "denom = (np.sqrt(exp_avg_sq) + eps) / math.sqrt(bias_correction2)"),),
+        (("denom = np.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + eps",
+          "denom = (np.sqrt(exp_avg_sq) + eps) / bias_correction2 ** 0.5"),),
         needs={"amsgrad": False}),
     Mutant(
         "adam-maximize-ignored", ("adam", "adamw"),
@@ -389,7 +389,7 @@ MUTANTS = (
         "amsgrad takes the max over bias-corrected v̂ = v/(1−β₂ᵗ) (and stores it) instead of over raw v.",
         (("np.maximum(state.get(\"max_exp_avg_sq\", np.zeros_like(param)), exp_avg_sq)",
           "np.maximum(state.get(\"max_exp_avg_sq\", np.zeros_like(param)), exp_avg_sq / bias_correction2)"),
-         ("denom = np.sqrt(max_exp_avg_sq) / math.sqrt(bias_correction2) + eps",
+         ("denom = np.sqrt(max_exp_avg_sq) / bias_correction2 ** 0.5 + eps",
           "denom = np.sqrt(max_exp_avg_sq) + eps")),
         needs={"amsgrad": True}),
     Mutant(
@@ -401,8 +401,8 @@ MUTANTS = (
     Mutant(
         "amsgrad-max-unused", ("adam", "adamw"),
         "amsgrad's running max is kept in the state but the denominator still uses v.",
-        (("denom = np.sqrt(max_exp_avg_sq) / math.sqrt(bias_correction2) + eps",
-          "denom = np.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps"),),
+        (("denom = np.sqrt(max_exp_avg_sq) / bias_correction2 ** 0.5 + eps",
+          "denom = np.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + eps"),),
         needs={"amsgrad": True}),
 )
 

@@ -1,8 +1,7 @@
 """Adam, with amsgrad and with coupled or decoupled weight decay, as torch.optim.Adam."""
-import math
-
 import numpy as np
 
+from .lerp import lerp
 from .optimizer import Optimizer
 
 
@@ -32,9 +31,10 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
     that TensorFlow and Keras use; the two differ where √v is comparable to ε.
 
     torch: ``torch.optim.Adam`` and ``torch.optim.AdamW`` (for-loop ``_single_tensor_adam``), same
-    defaults and state keys; the decoupled factor uses the group's current lr. torch computes m with
-    ``lerp`` and v with a fused multiply-add, takes MKL's square root (not correctly rounded), and evaluates
-    the bias corrections and the step size γ/(1−β₁ᵗ) in Python double, as here.
+    defaults and state keys; the decoupled factor uses the group's current lr. m is a ``lerp`` here as in
+    torch (which also decides how NaN and ∞ propagate). torch computes v with a fused multiply-add and takes
+    MKL's square root (not correctly rounded); both evaluate the bias corrections, √(1−β₂ᵗ) as ``** 0.5``,
+    and the step size γ/(1−β₁ᵗ) in Python double.
 
     Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Algorithm 1;
     Reddi, Kale, Kumar, "On the Convergence of Adam and Beyond", ICLR 2018 (amsgrad);
@@ -49,7 +49,7 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
             param = param * (1 - lr * weight_decay)                             # θ ← (1 − γλ) θ
         else:
             grad = grad + weight_decay * param                                  # g ← g + λθ
-    exp_avg = beta1 * state.get("exp_avg", np.zeros_like(param)) + (1 - beta1) * grad               # m_t
+    exp_avg = lerp(state.get("exp_avg", np.zeros_like(param)), grad, 1 - beta1)  # m_t = β₁m + (1 − β₁)g
     exp_avg_sq = beta2 * state.get("exp_avg_sq", np.zeros_like(param)) + (1 - beta2) * grad * grad  # v_t
     new_state = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1 ** step                                        # 1 − β₁ᵗ
@@ -58,9 +58,9 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
     if amsgrad:
         max_exp_avg_sq = np.maximum(state.get("max_exp_avg_sq", np.zeros_like(param)), exp_avg_sq)  # v̂ᵐᵃˣ_t
         new_state["max_exp_avg_sq"] = max_exp_avg_sq
-        denom = np.sqrt(max_exp_avg_sq) / math.sqrt(bias_correction2) + eps    # √v̂ᵐᵃˣ/√(1−β₂ᵗ) + ε
+        denom = np.sqrt(max_exp_avg_sq) / bias_correction2 ** 0.5 + eps       # √v̂ᵐᵃˣ/√(1−β₂ᵗ) + ε
     else:
-        denom = np.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps        # √v/√(1−β₂ᵗ) + ε
+        denom = np.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + eps           # √v/√(1−β₂ᵗ) + ε
     param = param - step_size * exp_avg / denom                                 # θ_t
     return param, new_state
 

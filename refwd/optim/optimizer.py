@@ -92,7 +92,9 @@ class Optimizer:
                 state = self.state.get(name, {})
                 _check_state(name, param, state)
                 with np.errstate(all="ignore"):  # torch neither checks nor warns: NaN and Inf propagate
-                    new_params[name], self.state[name] = self.rule(param, grad, state, **hyperparameters)
+                    new_params[name], new_state = self.rule(param, grad, state, **hyperparameters)
+                if new_state or name in self.state:  # as torch, SGD without momentum keeps no state at all
+                    self.state[name] = new_state
         return new_params
 
     def state_dict(self):
@@ -183,9 +185,9 @@ def _as_names(params, where):
 
 def _python_scalar(value):
     """NumPy scalars → Python numbers, so that a float32 array is never upcast by a float64 scalar (NEP 50)."""
-    if isinstance(value, tuple):
-        return tuple(_python_scalar(item) for item in value)
-    if isinstance(value, np.generic):
+    if isinstance(value, (tuple, list)):
+        return type(value)(_python_scalar(item) for item in value)
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
         return value.item()
     return value
 

@@ -1,6 +1,7 @@
 """RMSprop, plain, centered and with momentum, with coupled weight decay, as torch.optim.RMSprop."""
 import numpy as np
 
+from .lerp import lerp
 from .optimizer import Optimizer
 
 
@@ -25,8 +26,8 @@ def rmsprop_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0
     v, ḡ and b start at zero (unlike SGD's buffer, which starts at the first gradient).
 
     torch: ``torch.optim.RMSprop`` (for-loop ``_single_tensor_rmsprop``), same defaults and state keys.
-    ε is added after the square root (TensorFlow puts it inside). torch computes ḡ with ``lerp``, fuses
-    some multiply-adds, and takes its square root with MKL, which is not correctly rounded (1 ulp off
+    ε is added after the square root (TensorFlow puts it inside). ḡ is a ``lerp`` here as in torch; torch
+    fuses some multiply-adds and takes its square root with MKL, which is not correctly rounded (1 ulp off
     ``np.sqrt`` for about a fifth of float32 inputs). Centered ``v − ḡ²`` can round below zero and give
     NaN in both.
 
@@ -41,7 +42,7 @@ def rmsprop_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0
     square_avg = alpha * state.get("square_avg", np.zeros_like(param)) + (1 - alpha) * grad * grad   # v_t
     new_state = {"step": step, "square_avg": square_avg}
     if centered:
-        grad_avg = alpha * state.get("grad_avg", np.zeros_like(param)) + (1 - alpha) * grad          # ḡ_t
+        grad_avg = lerp(state.get("grad_avg", np.zeros_like(param)), grad, 1 - alpha)  # ḡ_t = αḡ + (1 − α)g
         new_state["grad_avg"] = grad_avg
         avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps                     # d_t = √(v − ḡ²) + ε
     else:
@@ -61,7 +62,8 @@ class RMSprop(Optimizer):
     rule = staticmethod(rmsprop_step)
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
-                 maximize=False):
+                 *, maximize=False):
+        # maximize is keyword-only: torch's eighth positional argument is capturable, which refwd has no use for.
         # torch's checks, in torch's order; `not 0 <= x` also rejects NaN.
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
