@@ -97,6 +97,13 @@ def test_cuda_asked_and_absent_is_exit_2():
     assert code == 2 and "cuda" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_cuda_case_without_cuda_is_exit_2():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    code, out, err = run("--case", "adam-plain-f64-fused-cuda")
+    assert code == 2 and "needs cuda" in err and len(err.strip().splitlines()) == 1
+
+
 def test_torch_missing_is_exit_2_with_the_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
     code, out, err = run("--quick")

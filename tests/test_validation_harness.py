@@ -102,6 +102,19 @@ def test_the_documented_fused_sgd_crash_is_an_expected_error_with_its_steps_chec
     assert result.steps == 3 and result.worst[("lockstep", "param")].compared > 0
 
 
+def test_a_cuda_case_without_cuda_is_an_error_not_a_crash():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    result = run_case(CASE_IDS["adam-plain-f64-fused-cuda"])
+    assert result.status == "error" and "CudaUnavailableError" in result.error
+
+
+def test_cuda_cases_mirror_the_cpu_matrix():
+    cpu = {c.id[:-len("-cpu")] for c in CASES if c.device == "cpu"}
+    cuda = {c.id[:-len("-cuda")] for c in CASES if c.device == "cuda"}
+    assert cpu == cuda
+
+
 def test_known_defect_table_hides_nothing_else():
     listed = defects.KNOWN_DEFECTS[0]
     case = CASE_IDS[listed.cases[0]]
@@ -200,8 +213,8 @@ def test_every_optimizer_flag_and_impl_is_covered(cases):
         impls = {c.impl for c in mine}
         assert impls == ({*IMPLS} if optimizer in FUSED else {"forloop", "foreach"}), (optimizer, impls)
         assert {"float64", "float32"} <= {c.dtype for c in mine}
-        assert any(_has(c, "weight_decay") and c.kwargs.get("maximize") for c in mine) or optimizer == "rmsprop" \
-            or cases is not CASES
+        assert any(_has(c, "weight_decay") and _has(c, "maximize") for c in mine), (optimizer, "maximize with decay")
+        assert any(not _has(c, "weight_decay") for c in mine) or optimizer == "adamw", (optimizer, "no decay")
 
 
 def test_quick_is_a_fraction_of_the_matrix():

@@ -65,7 +65,7 @@ def build_parser():
 def _select(args, cuda_available):
     from .cases import CASES, select
     devices = _values(args.device)
-    if devices is None:
+    if devices is None and not args.case:  # a case named by id brings its own device
         devices = ["cpu", "cuda"] if cuda_available else ["cpu"]
     cases = select(CASES, optimizer=_values(args.optimizer), impl=_values(args.impl), dtype=_values(args.dtype),
                    device=devices, case=_values(args.case), quick=args.quick)

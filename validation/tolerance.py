@@ -5,8 +5,8 @@ This is the one place that decides "close enough". Nothing here is tuned per cas
 The idea
 --------
 torch and refwd evaluate the same formula on the same inputs with different operation orders (torch fuses
-multiply-adds, uses ``lerp`` and MKL's square root; refwd rounds every product and sum separately, or, for
-float16/bfloat16, computes in float64 and rounds once). Each evaluation has a rounding error, and standard
+multiply-adds and takes MKL's square root; refwd rounds every product and sum separately, or, for
+float16/bfloat16, computes in float64 and rounds once; both form the moving averages with ``lerp``). Each evaluation has a rounding error, and standard
 forward error analysis (Wilkinson's *running error analysis*, Higham, *Accuracy and Stability of Numerical
 Algorithms*, 2nd ed., §3.3) bounds it elementwise, to first order in the unit roundoff u:
 
@@ -231,9 +231,9 @@ def cast(x, dtype):
 # ---------------------------------------------------------------------------------------------------------------
 # The optimizers, in error-scale arithmetic. Each mirrors the per-tensor rule of refwd/optim (and torch's
 # for-loop): one line per line of the algorithm. Inputs are Scaled; the outputs are {"param": ..., key: ...}.
-# torch's fused multiply-add, lerp and addcmul round at most as often as the plain form spelled here, and the
-# terms they round are no larger (lerp's w·|b − a| with w ≤ ½ is covered by the two scaled products), so
-# torch's error is within the same scale.
+# torch's fused multiply-add, lerp and addcmul (and refwd's lerp) round at most as often as the plain form
+# spelled here, and the terms they round are no larger (lerp's w·|b − a| with w ≤ ½ in either branch is covered
+# by the two scaled products β·m and (1 − β)·g), so both errors are within the same scale.
 
 
 def sgd(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
