@@ -29,7 +29,7 @@ import refwd
 
 from . import tolerance
 from .cases import Case
-from .twin import (compute_dtype, initial_params, refwd_model, refwd_optimizer, round_to, torch_trajectory)
+from .twin import initial_params, refwd_model, refwd_optimizer, round_to, torch_trajectory
 
 STATUSES = ("pass", "fail", "error", "known-defect")
 
@@ -227,10 +227,8 @@ def _copy_state(state):
 
 
 def _layers(case, params):
-    names = ["weight", "bias"] if len(case.model) == 2 else None
-    if names:
-        return [(params["weight"], params["bias"])]
-    return [(params[f"{2 * i}.weight"], params[f"{2 * i}.bias"]) for i in range(len(case.model) - 1)]
+    """[(weight, bias), ...] per Linear layer, in order."""
+    return [(params[w], params[b]) for w, b in _layer_names(case)]
 
 
 def _loss_fn(case, model, x, y, scale):

@@ -223,11 +223,6 @@ def maximum(a, b):
     return Scaled(np.maximum(a.value, b.value), np.maximum(a.scale, b.scale), a.dtype)
 
 
-def cast(x, dtype):
-    """A value of ``x`` rounded once more to ``dtype`` (unused for the optimizers: states keep the param's dtype)."""
-    return x._rounded(x.value, x.scale)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The optimizers, in error-scale arithmetic. Each mirrors the per-tensor rule of refwd/optim (and torch's
 # for-loop): one line per line of the algorithm. Inputs are Scaled; the outputs are {"param": ..., key: ...}.
