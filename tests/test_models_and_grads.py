@@ -307,7 +307,7 @@ def test_gradients_match_torch_autograd(model, dtype):
     # hidden units per layer, a few dozen roundings relative to the largest term, plus ~1 ulp per tanh/exp call
     # (libm vs ATen): 64 ulps of the largest entry of that gradient, absolutely. Measured worst: 20 (MLP identity,
     # float64; MLP tanh, float32); the loss within 2 ulps.
-    eps = np.finfo(dtype).eps
+    eps = float(np.finfo(dtype).eps)
     assert float(value) == pytest.approx(loss.item(), rel=64 * eps)
     for name, tensor in twin.named_parameters():
         expected = tensor.grad.numpy()
