@@ -307,3 +307,20 @@ def test_optimizer_to_torch_bad_input():
         interop.optimizer_to_torch(optimizer, make_model())
     with pytest.raises(TypeError, match="is not one of refwd's optimizers"):
         interop.torch_state_dict(object())
+
+
+def test_the_mid_training_recipe_runs_and_agrees():
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, str(root / "docs/examples/mid_training_check.py")], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^\| (\S+) \| (\w+) \| \S+ \| (\S+) \| 2 \|$", result.stdout, flags=re.MULTILINE)
+    assert len(rows) == 16  # 4 parameters × (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    assert all(float(ulps) <= 2 for _, _, ulps in rows)
+    assert "state of '0.weight': step 300" in result.stdout

@@ -59,6 +59,15 @@ def build_parser():
     output.add_argument("--junit", metavar="PATH", help="write JUnit XML (CI systems display it)")
     output.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     output.add_argument("-v", "--verbose", action="store_true", help="one line per case on stderr")
+    # --- recording and comparing torch versions: validation/record.py, docs/upgrades.md
+    upgrades = parser.add_argument_group("torch upgrades (docs/upgrades.md)")
+    upgrades.add_argument("--record", metavar="DIR",
+                          help="also save torch's trajectories of the cases run, with a manifest, into DIR (new)")
+    upgrades.add_argument("--against", metavar="DIR",
+                          help="replay the recording in DIR under the installed torch: per case bit-identical, "
+                               "changed within or beyond tolerance, and the verdict against refwd (Markdown on "
+                               "stdout, --json for JSON); the filters select among the recorded cases")
+    upgrades.add_argument("--markdown", metavar="PATH", help="with --against: also write the Markdown to PATH")
     return parser
 
 
@@ -155,6 +164,12 @@ def main(argv=None, *, stdout=None, stderr=None):
     except ImportError:
         print(f"refwd validate: torch is not installed; install it with: {INSTALL_HINT}", file=stderr)
         return EXIT_USAGE
+    if args.against:  # torch upgrades: validation/record.py
+        if args.record:
+            print("refwd validate: --record and --against do not combine", file=stderr)
+            return EXIT_USAGE
+        from .record import against_main
+        return against_main(args, stdout=stdout, stderr=stderr)
     from .cases import UnknownFilterError
     try:
         cases = _select(args, torch.cuda.is_available())
@@ -170,8 +185,16 @@ def main(argv=None, *, stdout=None, stderr=None):
     env = report.environment()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the tensors are tiny: one thread is faster, and steadier on a busy machine
+    reporters = [Progress(stderr, quiet=args.quiet, verbose=args.verbose)]
+    if args.record:  # torch upgrades: validation/record.py
+        from .record import Recorder, RecordingError
+        try:
+            reporters.append(Recorder(args.record))
+        except RecordingError as error:
+            print(f"refwd validate: {error}", file=stderr)
+            return EXIT_USAGE
     try:
-        results, seconds = run(cases, [Progress(stderr, quiet=args.quiet, verbose=args.verbose)])
+        results, seconds = run(cases, reporters)
     finally:
         torch.set_num_threads(threads)
     print(report.summary_text(results, seconds, env), file=stdout)

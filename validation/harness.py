@@ -241,8 +241,11 @@ def _to64(params):
     return {name: np.asarray(value, dtype=np.float64) for name, value in params.items()}
 
 
-def run_case(case, *, rules=None):
+def run_case(case, *, rules=None, trajectory=None):
     """Run ``case`` (a :class:`validation.cases.Case`) and return its :class:`CaseResult`.
+
+    ``trajectory`` replaces the live torch run by recorded :class:`validation.twin.TorchStep` s (the golden
+    recordings of validation/record.py: the reference checked against a torch that is not installed).
 
     ``rules`` maps an optimizer key ("sgd", "rmsprop", "adam", "adamw") to a per-tensor step function
     ``(param, grad, state, **hyperparameters) -> (new_param, new_state)`` that replaces refwd's rule for that
@@ -256,7 +259,7 @@ def run_case(case, *, rules=None):
     try:
         import torch
         result.torch_version = torch.__version__
-        _run(case, result, (rules or {}).get(case.optimizer))
+        _run(case, result, (rules or {}).get(case.optimizer), trajectory)
     except Exception as error:  # a crash in torch or anywhere in the case is this case's error
         frames = traceback.extract_tb(error.__traceback__)
         where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
@@ -273,7 +276,7 @@ def run_case(case, *, rules=None):
     return classify(result)
 
 
-def _run(case, result, rule):
+def _run(case, result, rule, trajectory=None):
     dtype = case.dtype
     lowp = case.lowp
     checker = _Checker(result, dtype)
@@ -287,7 +290,7 @@ def _run(case, result, rule):
         free_scales = {name: {"param": np.zeros(np.shape(value))} for name, value in free_params.items()}
     activation = case.activation if len(case.model) > 2 else "identity"
 
-    for ts in torch_trajectory(case):
+    for ts in torch_trajectory(case) if trajectory is None else trajectory:
         result.steps = ts.step
         x, y = ts.x, ts.y
         x64, y64 = x.astype(np.float64), y.astype(np.float64)
