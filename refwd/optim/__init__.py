@@ -8,3 +8,7 @@ from .sgd import SGD, sgd_step
 
 __all__ = ["SGD", "RMSprop", "Adam", "AdamW", "Optimizer", "sgd_step", "rmsprop_step", "adam_step", "adamw_step",
            "decay_groups", "is_bias_or_norm"]
+from .rmspropw import RMSpropW, rmspropw_step
+from .sgdw import SGDW, sgdw_step
+
+__all__ += ["SGDW", "RMSpropW", "sgdw_step", "rmspropw_step"]

@@ -1,0 +1,27 @@
+"""Shared test configuration: the hypothesis profiles.
+
+Two profiles, registered here and used by every property test (tests/test_properties.py and any other):
+
+- ``ci`` (the default): ``derandomize=True``, so every run on every machine tries the same examples and a
+  failure in CI reproduces locally; 50 examples per property; no deadline (a first call may be slow while
+  NumPy warms up) and no example database (nothing is written next to the checkout).
+- ``long``: 10,000 random examples per property, for a search before a release or after changing a rule or a
+  bound; its failures are saved to the local example database (``.hypothesis/``, git-ignored) and replayed
+  first on the next run. tests/test_properties.py takes about 8 minutes with it (measured on a 2-core machine).
+
+Select the long one with an environment variable or with hypothesis's own pytest option:
+
+    REFWD_HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py
+    python -m pytest tests/test_properties.py --hypothesis-profile=long
+
+The option wins over the variable, which wins over the default.
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", derandomize=True, max_examples=50, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("long", max_examples=10_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.load_profile(os.environ.get("REFWD_HYPOTHESIS_PROFILE", "ci"))
