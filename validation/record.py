@@ -669,8 +669,10 @@ def _replay(recorded, comparer):
         layers = [(params[f"{p}weight"].astype(np.float64), params[f"{p}bias"].astype(np.float64)) for p in prefixes]
         s_loss, s_layers = tolerance.loss_and_grad_scales(layers, activation, x.astype(np.float64),
                                                           y.astype(np.float64), dt, loss_scale=scale)
-        grad_scales = {f"{p}{kind}": s for p, pair in zip(prefixes, s_layers) for kind, s in zip(("weight", "bias"), pair)}
-        comparer.compare("gradient", step, None, "loss", recorded.arrays["loss"][step - 1], float(loss.item()), s_loss)
+        grad_scales = {f"{prefix}{kind}": value for prefix, pair in zip(prefixes, s_layers)
+                       for kind, value in zip(("weight", "bias"), pair)}
+        comparer.compare("gradient", step, None, "loss", recorded.arrays["loss"][step - 1], float(loss.item()),
+                         s_loss)
         for name in names:
             comparer.compare("gradient", step, name, "grad", recorded.tensor(f"grad/{name}", step),
                              twin.to_numpy(named[name].grad, dt), grad_scales[name])

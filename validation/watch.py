@@ -28,13 +28,13 @@ import functools
 import logging
 import math
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
 import refwd
 
 from . import interop, tolerance
+from .harness import Mismatch  # the harness's pinpoint: check, step, parameter, key, element, values, ULPs
 
 logger = logging.getLogger(__name__)
 
@@ -44,35 +44,13 @@ TOLERANCE_KEYS = ((refwd.optim.AdamW, "adamw"), (refwd.optim.Adam, "adam"), (ref
                   (refwd.optim.SGD, "sgd"))
 
 
-@dataclass(frozen=True)
-class Mismatch:
-    """One tensor of one step where torch and refwd disagree beyond the budget, at its worst element."""
-
-    step: int            # the watcher's count of optimizer.step() calls, from 1
-    parameter: str       # refwd's name of the parameter, e.g. "0.weight"
-    key: str             # "param", or the state key ("exp_avg", "step", ...)
-    index: tuple | None  # the worst element; None for a mismatch of the whole tensor (a missing state key)
-    refwd: float | None
-    torch: float | None
-    ulps: float | None   # |refwd − torch| in ULPs of the error scale (validation.tolerance)
-    budget: float | None
-    detail: str = ""     # the count of elements over budget, or what is missing
-
-    def __str__(self):
-        where = f"step {self.step}, parameter {self.parameter!r}, {self.key}"
-        if self.index is None:
-            return f"{where}: {self.detail}"
-        return (f"{where}{list(self.index)}: refwd {self.refwd!r}, torch {self.torch!r}, "
-                f"{self.ulps:.3g} ulps > {self.budget:g} ({self.detail})")
-
-
 class WatchError(AssertionError):
     """torch's step disagreed with refwd's beyond the budget; ``mismatches`` lists where."""
 
     def __init__(self, mismatches):
         self.mismatches = list(mismatches)
         lines = [f"torch's optimizer step disagrees with refwd at {len(self.mismatches)} tensor(s):"]
-        lines += [f"  {mismatch}" for mismatch in self.mismatches]
+        lines += [f"  {mismatch.describe()}" for mismatch in self.mismatches]
         super().__init__("\n".join(lines))
 
 
@@ -174,8 +152,8 @@ class Watcher:
             for key in sorted(set(torch_values) | set(refwd_values)):
                 if key not in torch_values or key not in refwd_values:
                     side = "refwd" if key in refwd_values else "torch"
-                    found = [Mismatch(self.steps, name, key, None, None, None, None, None,
-                                      f"state key {key!r} only in {side}'s state")]
+                    found = [Mismatch("lockstep", self.steps, name, key, None, None, None, math.inf, 0.0,
+                                      message=f"state key {key!r} only in {side}'s state")]
                     self.agreement[name][key] = math.inf
                 else:
                     self.agreement[name][key], found = self._compare(name, key, refwd_values[key],
@@ -188,7 +166,7 @@ class Watcher:
             if self.on_mismatch == "raise":
                 raise WatchError(mismatches)
             for mismatch in mismatches:
-                self.logger.warning("refwd watch: %s", mismatch)
+                self.logger.warning("refwd watch: %s", mismatch.describe())
 
     def _scales(self, reference, name, before, state):
         """The error scale of each output of this parameter's step (zeros where torch skips it: no change)."""
@@ -202,28 +180,30 @@ class Watcher:
         return tolerance.step_scales(optimizer_key, param, grad, state, hyperparameters, param.dtype.name)
 
     def _compare(self, name, key, refwd_value, torch_value, scales):
-        """(worst ULPs, mismatches) of one tensor; ``scales()`` gives the step's error scales, computed on demand."""
+        """(worst ULPs, mismatches) of one tensor; ``scales()`` gives the step's error scales, on demand."""
         if key == "step":
             if refwd_value == int(torch_value):
                 return 0.0, []
-            return math.inf, [Mismatch(self.steps, name, key, (), refwd_value, int(torch_value), None, 0,
-                                       "the step counts differ")]
+            return math.inf, [Mismatch("lockstep", self.steps, name, key, None, refwd_value, int(torch_value),
+                                       math.inf, 0.0, message=f"step count: refwd {refwd_value} vs torch "
+                                                              f"{int(torch_value)}")]
         if refwd_value.shape != torch_value.shape or refwd_value.dtype != torch_value.dtype:
-            return math.inf, [Mismatch(self.steps, name, key, None, None, None, None, None,
-                                       f"refwd has {refwd_value.dtype} {refwd_value.shape}, torch "
-                                       f"{torch_value.dtype} {torch_value.shape}")]
+            return math.inf, [Mismatch("lockstep", self.steps, name, key, None, None, None, math.inf, 0.0,
+                                       message=f"refwd has {refwd_value.dtype} {refwd_value.shape}, torch "
+                                               f"{torch_value.dtype} {torch_value.shape}")]
         if np.array_equal(refwd_value, torch_value, equal_nan=True):
             return 0.0, []
         dtype = refwd_value.dtype.name
-        ulps = tolerance.ulps(refwd_value, torch_value, scales()[key], dtype)
+        scale = scales()[key]
+        ulps = tolerance.ulps(refwd_value, torch_value, scale, dtype)
         worst = np.unravel_index(int(np.argmax(ulps)), ulps.shape)
         budget = tolerance.budget(dtype, key)
-        over = int(np.count_nonzero(ulps > budget))
-        if not over:
+        if ulps[worst] <= budget:
             return float(ulps[worst]), []
-        return float(ulps[worst]), [Mismatch(self.steps, name, key, tuple(int(i) for i in worst),
+        return float(ulps[worst]), [Mismatch("lockstep", self.steps, name, key, tuple(int(i) for i in worst),
                                              refwd_value[worst].item(), torch_value[worst].item(),
-                                             float(ulps[worst]), budget, f"{over} of {ulps.size} elements over budget")]
+                                             float(ulps[worst]), budget,
+                                             float(np.broadcast_to(scale, ulps.shape)[worst]))]
 
     def _grads(self, tensors):
         return {name: None if tensor.grad is None else interop.to_numpy(tensor.grad, f"grad of {name!r}")
