@@ -16,15 +16,17 @@ optimizer. Differences are measured as the harness measures them, in ULPs of the
 
 Layout of a recording::
 
-    DIR/manifest.json        schema version, environment, case definitions, SHA-256 of every data file
-    DIR/cases/<case id>.npz  one file per case, in recording order
+    DIR/manifest.json                  schema version, environment, case definitions, the SHA-256 of every
+                                       data file, per case its steps, torch's error if any, its verdict
+    DIR/cases/NNN-<configuration>.npz  the cases of one configuration (all dtypes and implementations)
 
 Storage: the matrix repeats itself (the foreach implementation equals the for-loop on CPU bit for bit, the
 first gradients of a configuration are the same for all its implementations, ...), so every tensor of every
 step is a *chunk* stored once, in the file of the first case that has it, and numbered in recording order; a
-case file holds an index (tensor → chunk number per step) and the chunks it introduces, as byte-shuffled
+case holds an index (tensor → chunk number per step), a file the chunks its cases introduce, as byte-shuffled
 planes (the sign and exponent bytes of neighbouring values compress well together; the low mantissa bytes do
-not) in an LZMA-compressed .npz. float16 and bfloat16 values are stored exactly as float32.
+not), LZMA-compressed. float16 and bfloat16 values are stored exactly as float32. Recording and replay run
+torch on one thread (:func:`one_thread`).
 
 Safety: a recording is data only. Manifests are JSON; arrays are read with ``np.load(allow_pickle=False)``;
 every data file's SHA-256 is checked before it is read; file names are checked to stay inside ``cases/``. Any
@@ -214,7 +216,7 @@ class Writer:
         if self._open is None:
             return
         _, path, members, new_chunks = self._open
-        for code, dtype in enumerate(STORED_DTYPES):
+        for dtype in STORED_DTYPES:
             chunks = [chunk for chunk in new_chunks if chunk.dtype == dtype]
             members[f"chunks/{dtype}"] = _shuffle(np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype))
         members["chunk_dtypes"] = np.array([STORED_DTYPES.index(chunk.dtype.name) for chunk in new_chunks],
@@ -246,11 +248,11 @@ class Writer:
                 counted.append(name)
         shapes = np.full((len(series), 4), -1, dtype=np.int64)
         for row, values in enumerate(series.values()):
-            shape = next(np.shape(value) for value in values if value is not None)
+            shape = next((np.shape(value) for value in values if value is not None), ())  # () if torch never ran
             shapes[row, :len(shape)] = shape
         return {
             "loss": np.array([step.loss for step in steps], dtype=np.float64),
-            "lrs": np.array([step.lrs for step in steps], dtype=np.float64).reshape(len(steps), -1),
+            "lrs": np.array([step.lrs for step in steps], dtype=np.float64).reshape(len(steps), -1 if steps else 0),
             "tensors": np.array(list(series), dtype=str),
             "shapes": shapes,
             "index": np.array([[self._chunk(value, dtype, new_chunks) for value in values]
