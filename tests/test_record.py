@@ -383,6 +383,13 @@ def test_record_then_compare_from_the_command_line(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["counts"]["identical"] == 1
 
 
+@pytest.mark.parametrize("argv", [["--markdown", "x.md"], ["--against", "DIR", "--record", "other"],
+                                  ["--against", "DIR", "--junit", "x.xml"]])
+def test_options_that_do_not_combine(argv):
+    code, out, err = run_cli(argv)
+    assert code == 2 and "--markdown goes with --against" in err
+
+
 def test_the_command_line_exits_2_on_a_bad_recording(copy, tmp_path):
     code, out, err = run_cli(["--record", str(copy), "--case", "adamw-plain-f32-forloop-cpu", "-q"])
     assert code == 2 and "exists and is not an empty directory" in err

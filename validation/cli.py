@@ -164,10 +164,11 @@ def main(argv=None, *, stdout=None, stderr=None):
     except ImportError:
         print(f"refwd validate: torch is not installed; install it with: {INSTALL_HINT}", file=stderr)
         return EXIT_USAGE
+    if args.markdown and not args.against or args.against and (args.record or args.junit):
+        print("refwd validate: --markdown goes with --against, and --against with neither --record nor --junit",
+              file=stderr)
+        return EXIT_USAGE
     if args.against:  # torch upgrades: validation/record.py
-        if args.record:
-            print("refwd validate: --record and --against do not combine", file=stderr)
-            return EXIT_USAGE
         from .record import against_main
         return against_main(args, stdout=stdout, stderr=stderr)
     from .cases import UnknownFilterError
