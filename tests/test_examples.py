@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import refwd
@@ -80,3 +81,45 @@ def test_example_names_only_public_api():
         for part in dotted.split("."):
             assert not part.startswith("_"), dotted
             obj = getattr(obj, part)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# docs/examples/param_groups.py: weight-vs-bias and per-layer decay strengths
+
+def load_param_groups_example():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("param_groups_example", ROOT / "docs" / "examples" / "param_groups.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_param_groups_example_runs():
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, str(ROOT / "docs" / "examples" / "param_groups.py")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "weight_decay 0.01: ['0.weight', '2.weight', '4.weight']" in result.stdout
+    assert "weight_decay 0.0001: ['0.bias', '2.bias', '4.bias']" in result.stdout
+
+
+def test_per_layer_groups_shrink_each_layer_by_its_own_factor():
+    # With zero gradients AdamW shrinks θ by exactly (1 − γλ) of its group and then adds −γ·0/(0 + ε) = 0, so each
+    # layer's params are its initial ones times its own factor, bit for bit.
+    example = load_param_groups_example()
+    model = refwd.MLP([3, 5, 4, 1])
+    params = model.init(seed=1)
+    strengths, lr = [1e-3, 1e-2, 1e-1], 0.5
+    optimizer = refwd.optim.AdamW(example.per_layer_groups(model, strengths), lr=lr)
+    stepped = optimizer.step(params, {name: np.zeros_like(p) for name, p in params.items()})
+    for layer, strength in zip(model.layer_names, strengths):
+        for name in (f"{layer}.weight", f"{layer}.bias"):
+            np.testing.assert_array_equal(stepped[name], params[name] * (1 - lr * strength), err_msg=name)
+
+
+def test_weight_vs_bias_groups_put_every_param_in_exactly_one_group():
+    example = load_param_groups_example()
+    params = refwd.MLP([3, 5, 1]).init(seed=0)
+    groups = example.weight_vs_bias_groups(params, weight_decay=0.2, bias_decay=0.01)
+    assert groups == [{"params": ["0.weight", "2.weight"], "weight_decay": 0.2},
+                      {"params": ["0.bias", "2.bias"], "weight_decay": 0.01}]
