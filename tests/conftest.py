@@ -1,4 +1,4 @@
-"""Shared test configuration: the hypothesis profiles.
+"""Shared test configuration: the hypothesis profiles, and a runner for the scripts in docs/examples/.
 
 Two profiles, registered here and used by every property test (tests/test_properties.py and any other):
 
@@ -17,11 +17,32 @@ Select the long one with an environment variable or with hypothesis's own pytest
 The option wins over the variable, which wins over the default.
 """
 import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 settings.register_profile("ci", derandomize=True, max_examples=50, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.register_profile("long", max_examples=10_000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.load_profile(os.environ.get("REFWD_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def run_example():
+    """Run ``docs/examples/NAME`` as a user would (``python docs/examples/NAME`` from the checkout); return stdout.
+
+    The script must exit 0; its stderr is returned too, for tests that want it silent.
+    """
+    def run(name):
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        result = subprocess.run([sys.executable, str(ROOT / "docs" / "examples" / name)], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"docs/examples/{name} failed:\n{result.stderr}"
+        return result.stdout, result.stderr
+    return run

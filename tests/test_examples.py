@@ -1,8 +1,5 @@
 """The runnable examples under docs/examples run, print what they promise, and agree with torch."""
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +14,10 @@ FINAL_LINE = re.compile(r"^weight (-?\d+\.\d{6})  bias (-?\d+\.\d{6})$")
 
 
 @pytest.fixture(scope="module")
-def linear_regression_output():
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, str(LINEAR_REGRESSION)], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    return result.stdout.splitlines()
+def linear_regression_output(run_example):
+    stdout, stderr = run_example("linear_regression.py")
+    assert stderr == ""
+    return stdout.splitlines()
 
 
 def parse(lines):
@@ -44,10 +38,9 @@ def test_linear_regression_prints_ten_decreasing_losses(linear_regression_output
     assert abs(float(weight) - 2) < 0.5                 # heading for y = 2x + 1 (10 epochs are not enough)
 
 
-def test_linear_regression_is_deterministic(linear_regression_output):
-    again = subprocess.run([sys.executable, str(LINEAR_REGRESSION)], cwd=ROOT, capture_output=True, text=True,
-                           timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert again.stdout.splitlines() == linear_regression_output
+def test_linear_regression_is_deterministic(linear_regression_output, run_example):
+    again, _ = run_example("linear_regression.py")
+    assert again.splitlines() == linear_regression_output
 
 
 @pytest.mark.torch
@@ -94,13 +87,10 @@ def load_param_groups_example():
     return module
 
 
-def test_param_groups_example_runs():
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, str(ROOT / "docs" / "examples" / "param_groups.py")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "weight_decay 0.01: ['0.weight', '2.weight', '4.weight']" in result.stdout
-    assert "weight_decay 0.0001: ['0.bias', '2.bias', '4.bias']" in result.stdout
+def test_param_groups_example_runs(run_example):
+    stdout, _ = run_example("param_groups.py")
+    assert "weight_decay 0.01: ['0.weight', '2.weight', '4.weight']" in stdout
+    assert "weight_decay 0.0001: ['0.bias', '2.bias', '4.bias']" in stdout
 
 
 def test_per_layer_groups_shrink_each_layer_by_its_own_factor():

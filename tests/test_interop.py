@@ -309,18 +309,10 @@ def test_optimizer_to_torch_bad_input():
         interop.torch_state_dict(object())
 
 
-def test_the_mid_training_recipe_runs_and_agrees():
-    import os
+def test_the_mid_training_recipe_runs_and_agrees(run_example):
     import re
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, str(root / "docs/examples/mid_training_check.py")], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    rows = re.findall(r"^\| (\S+) \| (\w+) \| \S+ \| (\S+) \| 2 \|$", result.stdout, flags=re.MULTILINE)
+    stdout, _ = run_example("mid_training_check.py")
+    rows = re.findall(r"^\| (\S+) \| (\w+) \| \S+ \| (\S+) \| 2 \|$", stdout, flags=re.MULTILINE)
     assert len(rows) == 16  # 4 parameters × (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
     assert all(float(ulps) <= 2 for _, _, ulps in rows)
-    assert "state of '0.weight': step 300" in result.stdout
+    assert "state of '0.weight': step 300" in stdout

@@ -217,15 +217,7 @@ def test_bad_input():
         watch(torch.optim.SGD(model.parameters()))
 
 
-def test_the_documented_example_runs_and_catches_the_nudge():
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, str(root / "docs/examples/watch_training.py")], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "200 steps checked against refwd, 0 mismatches" in result.stdout
-    assert "caught, as it should be:" in result.stdout and "lockstep: step 1, 2.weight, param[0, 5]" in result.stdout
+def test_the_documented_example_runs_and_catches_the_nudge(run_example):
+    stdout, _ = run_example("watch_training.py")
+    assert "200 steps checked against refwd, 0 mismatches" in stdout
+    assert "caught, as it should be:" in stdout and "lockstep: step 1, 2.weight, param[0, 5]" in stdout
