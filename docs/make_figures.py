@@ -1,4 +1,4 @@
-"""Regenerate every figure in docs/figures/ from the experiments (refwd/experiments/), byte for byte.
+"""Regenerate every figure in docs/figures/ from the experiments (experiments/), byte for byte.
 
     python docs/make_figures.py            # about 15 s; writes docs/figures/*.png
 
@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 
-from refwd.experiments import (adamw_as_rmsprop, coupled_vs_decoupled, effective_decay, fixed_points,  # noqa: E402
+from experiments import (adamw_as_rmsprop, coupled_vs_decoupled, effective_decay, fixed_points,  # noqa: E402
                                overfitting)
 
 FIGURES = Path(__file__).resolve().parent / "figures"

@@ -57,7 +57,8 @@ sys.meta_path.insert(0, BlockTorch())
 for name in [n for n in sys.modules if n == "torch" or n.startswith("torch.")]:
     del sys.modules[name]
 """
-    result = run_python(blocker + A_STEP_OF_EACH + "\nimport refwd.cli\n")
+    result = run_python(blocker + A_STEP_OF_EACH + "\nimport refwd_validation.cli\n"
+                        "assert refwd_validation.cli.main(['--version']) == 0\n")
     assert result.returncode == 0, result.stderr
 
 
@@ -93,7 +94,7 @@ def test_no_module_under_refwd_imports_torch():
 
 
 def test_refwd_depends_only_on_numpy_autograd_scipy_and_the_standard_library():
-    allowed = {"numpy", "autograd", "scipy", "refwd", "validation"} | set(sys.stdlib_module_names)
+    allowed = {"numpy", "autograd", "scipy", "refwd"} | set(sys.stdlib_module_names)
     third_party = {name.split(".")[0] for path in PACKAGE.rglob("*.py") for name in imported_modules(path)} - allowed
     assert third_party == set()
 
@@ -101,7 +102,7 @@ def test_refwd_depends_only_on_numpy_autograd_scipy_and_the_standard_library():
 # ----------------------------------------------------------------------------------------------------------------
 # The command line
 
-COMMANDS = {"python -m refwd": [sys.executable, "-m", "refwd"]}
+COMMANDS = {"python -m refwd_validation": [sys.executable, "-m", "refwd_validation"]}
 # The console script of this interpreter's installation (a venv's bin/, or pyenv's versions/X/bin/), not
 # whichever refwd comes first on PATH.
 _script = shutil.which("refwd", path=os.path.dirname(sys.executable))
@@ -120,14 +121,14 @@ def run_command(how, *args):
     return subprocess.run(command(how) + list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("how", ["refwd", "python -m refwd"])
+@pytest.mark.parametrize("how", ["refwd", "python -m refwd_validation"])
 def test_version(how):
     result = run_command(how, "--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"refwd {refwd.__version__}"
 
 
-@pytest.mark.parametrize("how", ["refwd", "python -m refwd"])
+@pytest.mark.parametrize("how", ["refwd", "python -m refwd_validation"])
 def test_help(how):
     result = run_command(how, "--help")
     assert result.returncode == 0, result.stderr
@@ -135,7 +136,7 @@ def test_help(how):
     assert "--version" in result.stdout and "validate" in result.stdout
 
 
-@pytest.mark.parametrize("how", ["refwd", "python -m refwd"])
+@pytest.mark.parametrize("how", ["refwd", "python -m refwd_validation"])
 def test_no_arguments_prints_help(how):
     result = run_command(how)
     assert result.returncode == 0, result.stderr

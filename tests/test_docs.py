@@ -1,8 +1,8 @@
 """The documentation points at things that exist: code references, figures, repository files; and the site builds.
 
-- Every code span in docs/ that is a dotted path under ``refwd`` or ``validation`` (`` `refwd.optim.adam.adam_step` ``)
+- Every code span in docs/ that is a dotted path under ``refwd``, ``refwd_validation`` or ``experiments`` (`` `refwd.optim.adam.adam_step` ``)
   names an attribute that exists: the longest importable module prefix is imported and the rest looked up with
-  ``getattr``. A ``validation`` module that needs torch is skipped where torch is absent.
+  ``getattr``. A ``refwd_validation`` module that needs torch is skipped where torch is absent.
 - Every image a page shows exists, is a PNG under 150 KB, and every PNG in docs/figures/ is both shown somewhere
   and written by docs/make_figures.py (so the script regenerates all of them). That the script is deterministic
   is checked by running it twice and comparing hashes, by hand: it takes about 10 s, too slow for a unit test.
@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
-REFERENCE = re.compile(r"`((?:refwd|validation)(?:\.[A-Za-z_][A-Za-z0-9_]*)*)`")
+REFERENCE = re.compile(r"`((?:refwd_validation|refwd|experiments)(?:\.[A-Za-z_][A-Za-z0-9_]*)*)`")
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 LINK = re.compile(r"(?<!!)\[[^\]\n]+\]\(([^)\s]+)\)")
 MAX_FIGURE_BYTES = 150 * 1024
@@ -122,11 +122,11 @@ def test_links_to_repository_files_point_at_files():
 
 
 def test_every_experiment_has_its_command_on_the_experiments_page():
-    from refwd.experiments import NAMES
+    from experiments import NAMES
     text = (DOCS / "experiments.md").read_text()
     for name in NAMES:
-        assert f"python -m refwd.experiments.{name}" in text
-        assert f"refwd.experiments.{name}.run" in text
+        assert f"python -m experiments.{name}" in text
+        assert f"experiments.{name}.run" in text
 
 
 def test_mkdocs_build_strict(tmp_path):

@@ -1,4 +1,4 @@
-"""Each experiment's conclusion, asserted on its result (refwd/experiments/, docs/experiments.md).
+"""Each experiment's conclusion, asserted on its result (experiments/, docs/experiments.md).
 
 Every experiment runs once per session (module-scoped fixtures); together they take about 10 s. Where a conclusion
 is an identity, the expected value comes from the formula and the tolerance from a rounding count (Higham's γ_k,
@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from refwd.experiments import (NAMES, adamw_as_rmsprop, coupled_vs_decoupled, effective_decay, fixed_points,
+from experiments import (NAMES, adamw_as_rmsprop, coupled_vs_decoupled, effective_decay, fixed_points,
                                overfitting)
-from refwd.experiments.common import flat, mlp_regression
+from experiments.common import flat, mlp_regression
 
 U = 2.0 ** -53  # unit roundoff of float64, in which every experiment runs
 
@@ -219,7 +219,7 @@ def test_early_stopping_returns_the_best_validation_point(overfitting_result):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_each_experiment_has_run_report_and_main(name):
-    module = importlib.import_module(f"refwd.experiments.{name}")
+    module = importlib.import_module(f"experiments.{name}")
     assert callable(module.run) and callable(module.report) and callable(module.main)
 
 
@@ -247,6 +247,6 @@ def test_experiments_never_import_torch():
             "    def find_spec(self, name, path=None, target=None):\n"
             "        if name.split('.')[0] == 'torch': raise ImportError('torch is blocked')\n"
             "sys.meta_path.insert(0, NoTorch())\n"
-            "import refwd.experiments.coupled_vs_decoupled, refwd.experiments.effective_decay, "
-            "refwd.experiments.adamw_as_rmsprop, refwd.experiments.fixed_points, refwd.experiments.overfitting")
+            "import experiments.coupled_vs_decoupled, experiments.effective_decay, "
+            "experiments.adamw_as_rmsprop, experiments.fixed_points, experiments.overfitting")
     subprocess.run([sys.executable, "-c", code], check=True)

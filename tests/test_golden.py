@@ -1,4 +1,4 @@
-"""The golden recording (validation/golden/: torch 2.13.0 on CPU, the whole CPU matrix), replayed.
+"""The golden recording (tests/data/golden/: torch 2.13.0 on CPU, the whole CPU matrix), replayed.
 
 - Against the installed torch, when it is 2.13.0: every reproducible case must be bit-identical.
 - Against the reference, always: refwd's rules and gradients are checked against the recorded torch numbers,
@@ -6,26 +6,28 @@
   version to compare.
 
 When the case matrix changes, the recording is stale and the first test says so; record it again with
-``rm -r validation/golden && refwd validate --record validation/golden --device cpu`` (torch 2.13.0).
+``rm -r tests/data/golden && refwd validate --record tests/data/golden --device cpu`` (torch 2.13.0).
 """
 import json
+from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")  # the error scales of float32 and below round through torch
+torch = pytest.importorskip("torch")
 
-from validation import record  # noqa: E402
-from validation.cases import select  # noqa: E402
+from refwd_validation import recording as record  # noqa: E402
+from refwd_validation.cases import select  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-MANIFEST = json.loads((record.GOLDEN / record.MANIFEST).read_text(encoding="utf-8"))
+GOLDEN = Path(__file__).parent / "data" / "golden"  # torch 2.13.0 on CPU, recorded by refwd 0.1 (schema 1)
+MANIFEST = json.loads((GOLDEN / record.MANIFEST).read_text(encoding="utf-8"))
 CASE_IDS = [entry["id"] for entry in MANIFEST["cases"]]
 
 
 @pytest.fixture(scope="module")
 def golden():
-    return record.load(record.GOLDEN)
+    return record.load(GOLDEN)
 
 
 def test_the_golden_recording_is_torch_2_13_0_on_cpu_over_the_whole_matrix(golden):
@@ -33,7 +35,7 @@ def test_the_golden_recording_is_torch_2_13_0_on_cpu_over_the_whole_matrix(golde
     assert golden.manifest["devices"] == ["cpu"]
     ids = record.cases_to_compare(golden, select, devices=["cpu"])  # raises if the matrix changed since
     assert ids == CASE_IDS
-    assert sum(path.stat().st_size for path in record.GOLDEN.rglob("*") if path.is_file()) < 20_000_000
+    assert sum(path.stat().st_size for path in GOLDEN.rglob("*") if path.is_file()) < 20_000_000
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)

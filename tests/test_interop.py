@@ -1,11 +1,11 @@
-"""validation.interop: torch models and optimizers to refwd and back, state and all."""
+"""refwd_validation.interop: torch models and optimizers to refwd and back, state and all."""
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import refwd  # noqa: E402
-from validation import interop  # noqa: E402
+from refwd_validation import interop  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

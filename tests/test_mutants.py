@@ -15,9 +15,12 @@ import numpy as np
 import pytest
 
 import refwd
-from validation.cases import CASES
-from validation.mutants import FREE_RUNNING, LOCKSTEP, MUTANTS, REFERENCE_RULES, Mutant, cheapest_case
-from validation.twin import REFWD_CLASSES as OPTIMIZERS
+from refwd_validation.cases import CASES
+from refwd_validation.mutants import FREE_RUNNING, LOCKSTEP, MUTANTS, Mutant, cheapest_case
+from refwd_validation.optimizers import OPTIMIZERS as REGISTRY
+
+OPTIMIZERS = {key: spec.refwd_class for key, spec in REGISTRY.items()}
+REFERENCE_RULES = {key: spec.rule for key, spec in REGISTRY.items()}   # AdamW's groups say "decoupled"
 
 # Hyperparameters where every bug in the catalogue can show: β₁ ≠ β₂, a small β₂, an lr large enough to move
 # the params visibly in a few steps.
@@ -112,6 +115,7 @@ def test_reference_rules_are_untouched_by_mutation():
     assert {key: getattr(rule, "func", rule).__code__ for key, rule in REFERENCE_RULES.items()} == codes
     assert refwd.optim.Adam.rule is refwd.optim.adam_step
     assert refwd.optim.adamw_step.func is refwd.optim.adam_step
+    assert REFERENCE_RULES["adamw"] is refwd.optim.adam_step
 
 
 def test_an_edit_that_does_not_match_once_fails_loudly():
@@ -125,8 +129,12 @@ def test_an_edit_that_does_not_match_once_fails_loudly():
 
 def test_adamw_mutant_keeps_decoupled_decay():
     rule = next(mutant for mutant in MUTANTS if mutant.id == "adam-betas-swapped").rule("adamw")
-    assert rule.keywords == {"decoupled_weight_decay": True}
-    assert rule.func is not refwd.optim.adam_step
+    assert rule is not refwd.optim.adam_step
+    # AdamW's groups carry the flag: the mutated adam_step decays decoupled there, as refwd's own AdamW does
+    params, grads = {"w": np.array([2.0])}, {"w": np.array([0.0])}
+    optimizer = refwd.optim.AdamW(params, lr=0.1, weight_decay=0.5)
+    optimizer.rule = rule
+    assert optimizer.step(params, grads)["w"] == 2.0 * (1 - 0.1 * 0.5)
 
 
 def test_fresh_counters_are_not_shared_between_builds():
@@ -163,7 +171,7 @@ def cases_used():
 @pytest.fixture
 def run_case():
     pytest.importorskip("torch")
-    from validation.harness import run_case
+    from refwd_validation.harness import run_case
     return run_case
 
 
@@ -174,15 +182,15 @@ def reference_in_lockstep(monkeypatch):
     The harness builds the lock-step optimizer first and the free-running one second; the list records the
     rules it asked for, so a test can assert that both were built.
     """
-    from validation import harness
+    from refwd_validation import scenario
     built = []
-    original = harness.refwd_optimizer
+    original = scenario.refwd_optimizer
 
     def refwd_optimizer(case, names, rule=None):
         built.append(rule)
         return original(case, names, rule if len(built) == 2 else None)
 
-    monkeypatch.setattr(harness, "refwd_optimizer", refwd_optimizer)
+    monkeypatch.setattr(scenario, "refwd_optimizer", refwd_optimizer)
     return built
 
 

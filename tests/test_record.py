@@ -1,4 +1,4 @@
-"""validation.record: recording torch's trajectories, replaying them under another torch, and bad recordings."""
+"""refwd_validation.recording: recording torch's trajectories, replaying them under another torch, and bad recordings."""
 import dataclasses
 import hashlib
 import io
@@ -10,8 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from validation import cli, record  # noqa: E402
-from validation.cases import CASE_IDS, select  # noqa: E402
+from refwd_validation import cli  # noqa: E402
+from refwd_validation import recording as record  # noqa: E402
+from refwd_validation.cases import CASE_IDS, select  # noqa: E402
+from refwd_validation.report import environment  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -61,7 +63,7 @@ def write_manifest(directory, data):
 
 def test_the_manifest_says_what_was_recorded_where(recorded):
     data = manifest(recorded)
-    assert data["format"] == "refwd-torch-recording" and data["schema_version"] == 1
+    assert data["format"] == "refwd-torch-recording" and data["schema_version"] == 2
     assert data["environment"]["torch"] == torch.__version__ and data["environment"]["numpy"] == np.__version__
     assert {"python", "platform", "cpu", "torch_cpu_capability", "cuda"} <= set(data["environment"])
     assert data["devices"] == ["cpu"]
@@ -241,7 +243,7 @@ def test_reports(recorded, monkeypatch):
     recording = record.load(recorded)
     ids = record.cases_to_compare(recording, by_ids(CASES))
     comparisons = list(record.compare(recording, ids))
-    env = record.environment()
+    env = environment()
     text = record.markdown(comparisons, recording, env)
     assert "torch changed and is now wrong" in text
     assert "| adam-plain-f64-forloop-cpu | changed beyond tolerance |" in text
@@ -267,7 +269,7 @@ def test_a_manifest_that_is_not_json(copy):
         record.load(copy)
 
 
-@pytest.mark.parametrize("version, message", [(2, "schema version 2 is newer than this refwd reads"),
+@pytest.mark.parametrize("version, message", [(3, "schema version 3 is newer than this refwd reads"),
                                               (0, "unknown schema version 0"), ("1", "unknown schema version '1'")])
 def test_a_newer_or_unknown_schema(copy, version, message):
     data = manifest(copy)
@@ -367,7 +369,7 @@ def test_another_device_than_recorded(recorded):
 
 def run_cli(argv):
     out, err = io.StringIO(), io.StringIO()
-    code = cli.main(argv, stdout=out, stderr=err)
+    code = cli.validate(argv, stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
 
 

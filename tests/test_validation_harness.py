@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 
 import refwd
-from validation import defects
-from validation.cases import CASE_IDS, CASES, FUSED, IMPLS, OPTIMIZERS, quick_cases, select
-from validation.harness import CaseResult, Mismatch
+from refwd_validation import defects
+from refwd_validation.cases import CASE_IDS, CASES, IMPLS, OPTIMIZERS, quick_cases, select
+from refwd_validation.compare import Mismatch
+from refwd_validation.harness import CaseResult
+from refwd_validation.optimizers import OPTIMIZERS as REGISTRY
 
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
-from validation.harness import iter_results, run_case  # noqa: E402  (after the torch skip)
-from validation.twin import torch_trajectory  # noqa: E402
+from refwd_validation.harness import run_case  # noqa: E402  (after the torch skip)
+from refwd_validation.twin import torch_trajectory  # noqa: E402
 
 ADAM = CASE_IDS["adam-betas-f64-forloop-cpu"]          # MLP (5, 17, 33, 1), 10 steps
 
@@ -41,7 +43,7 @@ def test_a_tiny_error_is_pinpointed_to_step_parameter_key_and_element():
     assert result.status == "fail" and not result.passed
     f = result.failure
     assert (f.check, f.step, f.parameter, f.key, f.index) == ("lockstep", 4, "2.weight", "param", (7, 3))
-    assert f.ulps > f.budget and f.refwd != f.torch
+    assert f.ulps > f.budget and f.first != f.second and f.sides == ("refwd", "torch")
     assert result.steps == 4  # stopped at the end of the failing step
     text = f.describe()
     assert "lockstep: step 4, 2.weight, param[7, 3]" in text and "ulp" in text
@@ -84,7 +86,7 @@ def test_an_exception_in_a_case_is_that_cases_error_and_the_rest_still_runs():
         raise RuntimeError("boom inside the rule")
 
     cases = [ADAM, CASE_IDS["sgd-plain-f64-forloop-cpu"]]
-    results = list(iter_results(cases, rules={"adam": crash}))
+    results = [run_case(case, rules={"adam": crash}) for case in cases]
     assert results[0].status == "error" and "RuntimeError: boom inside the rule" in results[0].error
     assert results[1].status == "pass"
 
@@ -146,7 +148,7 @@ def test_known_defect_entries_have_references_and_existing_cases():
 def test_twin_has_refwds_names_and_initial_values():
     case = CASE_IDS["adam-wide-f32-forloop-cpu"]
     step = next(torch_trajectory(case, steps=1))
-    from validation.twin import initial_params
+    from refwd_validation.scenario import initial_params
     params = initial_params(case)
     assert list(step.params) == list(params) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
     for name in params:
@@ -163,7 +165,7 @@ def test_memory_stays_flat_as_steps_grow(monkeypatch):
     """
     import gc
 
-    from validation import harness
+    from refwd_validation import harness
     case = dataclasses.replace(CASE_IDS["seed-line-f64-forloop-cpu"], steps=80, free_steps=80)
     run_case(case)  # warm caches
     original = harness.torch_trajectory
@@ -211,7 +213,7 @@ def test_every_optimizer_flag_and_impl_is_covered(cases):
         for flag in FLAGS[optimizer]:
             assert any(_has(c, flag) for c in mine), (optimizer, flag)
         impls = {c.impl for c in mine}
-        assert impls == ({*IMPLS} if optimizer in FUSED else {"forloop", "foreach"}), (optimizer, impls)
+        assert impls == ({*IMPLS} if REGISTRY[optimizer].fused else {"forloop", "foreach"}), (optimizer, impls)
         assert {"float64", "float32"} <= {c.dtype for c in mine}
         assert any(_has(c, "weight_decay") and _has(c, "maximize") for c in mine), (optimizer, "maximize with decay")
         assert any(not _has(c, "weight_decay") for c in mine) or optimizer == "adamw", (optimizer, "no decay")
@@ -255,7 +257,7 @@ def test_seed_cases_are_present():
 def test_seed_line_script_prints_the_same_digits_as_torch():
     """docs/examples/linear_regression.py's numbers (loss and weights to 6 decimals) from torch and refwd."""
     case = CASE_IDS["seed-line-f64-forloop-cpu"]
-    from validation.twin import initial_params
+    from refwd_validation.scenario import initial_params
     params = initial_params(case)
     x = np.arange(1.0, 5.0).reshape(4, 1)
     y = 2 * x + 1
@@ -271,7 +273,7 @@ def test_seed_line_script_prints_the_same_digits_as_torch():
 
 
 def test_select_rejects_unknown_values_in_one_line():
-    from validation.cases import UnknownFilterError
+    from refwd_validation.cases import UnknownFilterError
     for kwargs in (dict(optimizer="sgdw"), dict(impl="cuda"), dict(dtype="half"), dict(device="mps"),
                    dict(case="x")):
         with pytest.raises(UnknownFilterError) as info:

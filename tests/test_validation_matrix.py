@@ -4,7 +4,7 @@ A case passes, or it is a listed known torch defect (reported as xfail with its 
 """
 import pytest
 
-from validation.cases import CASES
+from refwd_validation.cases import CASES
 
 pytestmark = pytest.mark.torch
 
@@ -28,7 +28,7 @@ def test_case(case):
     torch = pytest.importorskip("torch")
     if case.device == "cuda" and not torch.cuda.is_available():
         pytest.skip("torch has no CUDA device")
-    from validation.harness import run_case
+    from refwd_validation.harness import run_case
     result = run_case(case)
     if result.status == "known-defect":
         pytest.xfail(f"known torch defect {result.defect.id} ({result.defect.reference}): {result.detail}")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import refwd
-from validation import tolerance
+from refwd_validation import tolerance
+from refwd_validation.optimizers import OPTIMIZERS
 
 torch = pytest.importorskip("torch")  # the float32 representability check of coefficients asks torch
 
@@ -125,7 +126,7 @@ def test_step_error_bound_holds_for_refwd_in_float32(optimizer, index):
     new32, state32 = RULES[optimizer](param, grad, state, **hyper)
     state64 = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in state.items()}
     new64, state64 = RULES[optimizer](param.astype(np.float64), grad.astype(np.float64), state64, **hyper)
-    scales = tolerance.step_scales(optimizer, param, grad, state, hyper, "float32")
+    scales = tolerance.step_scales(OPTIMIZERS[optimizer].error_scale_rule, param, grad, state, hyper, "float32")
     u = tolerance.unit_roundoff("float32")
     for key, (low, exact) in {"param": (new32, new64), **{k: (state32[k], state64[k]) for k in state32
                                                             if k != "step"}}.items():
@@ -160,7 +161,7 @@ def test_scales_never_depend_on_refwd_results():
     """step_scales takes torch's inputs only: a mutated rule cannot widen its own tolerance."""
     import inspect
     parameters = list(inspect.signature(tolerance.step_scales).parameters)
-    assert parameters[:6] == ["optimizer", "param", "grad", "state", "hyperparameters", "dtype"]
+    assert parameters[:6] == ["rule", "param", "grad", "state", "hyperparameters", "dtype"]
 
 
 def test_every_flag_combination_has_an_error_model():
@@ -169,6 +170,6 @@ def test_every_flag_combination_has_an_error_model():
     for momentum, nesterov, maximize, wd in itertools.product((0.0, 0.9), (False, True), (False, True), (0, 0.1)):
         if nesterov and not momentum:
             continue
-        out = tolerance.step_scales("sgd", p, g, {}, dict(lr=0.1, momentum=momentum, nesterov=nesterov,
-                                                          maximize=maximize, weight_decay=wd), "float64")
+        hyperparameters = dict(lr=0.1, momentum=momentum, nesterov=nesterov, maximize=maximize, weight_decay=wd)
+        out = tolerance.step_scales(OPTIMIZERS["sgd"].error_scale_rule, p, g, {}, hyperparameters, "float64")
         assert np.all(np.isfinite(out["param"]))

@@ -1,12 +1,12 @@
-"""validation.watch: the live-training watcher passes torch's real optimizers and catches wrong updates."""
+"""refwd_validation.watch: the live-training watcher passes torch's real optimizers and catches wrong updates."""
 import logging
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from validation import tolerance  # noqa: E402
-from validation.watch import Watcher, WatchError, watch  # noqa: E402
+from refwd_validation import tolerance  # noqa: E402
+from refwd_validation.watch import Watcher, WatchError, watch  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -75,7 +75,7 @@ def test_a_perturbed_param_is_pinpointed():
         train(model, optimizer, 1)
     [mismatch] = caught.value.mismatches
     assert (mismatch.step, mismatch.parameter, mismatch.key, mismatch.index) == (1, "2.weight", "param", (1, 4))
-    assert mismatch.torch - mismatch.refwd == pytest.approx(1e-4, rel=1e-2)
+    assert mismatch.second - mismatch.first == pytest.approx(1e-4, rel=1e-2)
     assert mismatch.ulps > mismatch.budget
     assert "lockstep: step 1, 2.weight, param[1, 4]: refwd" in str(caught.value)  # the harness's pinpoint
     watcher.detach()
@@ -122,7 +122,7 @@ def test_a_state_key_refwd_does_not_have_is_reported():
 def test_log_mode_logs_and_goes_on(caplog):
     model = make_model(torch.float64)
     optimizer = AdamWithWrongSecondMoment(model.parameters())
-    with caplog.at_level(logging.WARNING, logger="validation.watch"), \
+    with caplog.at_level(logging.WARNING, logger="refwd_validation.watch"), \
             watch(optimizer, model, on_mismatch="log") as watcher:
         train(model, optimizer, 3)
     assert watcher.steps == 3

@@ -7,14 +7,16 @@ seed. :data:`CASES` expands a short list of configurations (:data:`CONFIGS`) ove
 devices; :func:`select` filters it, for the CLI and for pytest.
 """
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
+from .optimizers import OPTIMIZERS as _REGISTRY
+
+OPTIMIZERS = tuple(_REGISTRY)
 IMPLS = ("forloop", "foreach", "fused")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
+SHORT_DTYPES = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}  # as in case ids
 DEVICES = ("cpu", "cuda")
 LOW_PRECISION = ("float16", "bfloat16")
-FUSED = ("sgd", "adam", "adamw")          # torch has no fused RMSprop
 FREE_RUNNING_STEPS = 100                  # the free-running check runs at least this many steps (float64 only)
 
 
@@ -41,7 +43,8 @@ class Case:
       "pass" with the error shown in its note. If torch does not raise, the case is checked as any other.
     """
 
-    id: str
+    id: str                     # "<config>-<short dtype>-<impl>-<device>", e.g. "adam-plain-f32-fused-cpu"
+    config: str                 # the configuration it expands (CONFIGS, FREE_CONFIGS, LOWP_CONFIGS)
     optimizer: str
     hyperparameters: tuple = ()
     model: tuple = (4, 1)
@@ -62,7 +65,6 @@ class Case:
     quick: bool = False
     description: str = ""
     expect_error: str = ""
-    tags: tuple = field(default=(), compare=False)
 
     @property
     def kwargs(self):
@@ -219,18 +221,19 @@ LOWP_LOSS_SCALE = 64.0    # as AMP's loss scaling: keeps float16 gradients and t
 
 
 def _impls_for(optimizer):
-    return tuple(impl for impl in IMPLS if impl != "fused" or optimizer in FUSED)
+    return tuple(impl for impl in IMPLS if impl != "fused" or _REGISTRY[optimizer].fused)
 
 
-def _short(dtype):
-    return {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}[dtype]
+def case_id(config, dtype, impl, device):
+    return f"{config}-{SHORT_DTYPES[dtype]}-{impl}-{device}"
 
 
 def _make(config, dtype, impl, device, *, steps, free_steps, quick):
     fields = {key: value for key, value in config.items()
               if key not in ("name", "quick_impls", "quick", "steps", "expect_error")}
     fields["expect_error"] = config.get("expect_error", {}).get(impl, "")
-    return Case(id=f"{config['name']}-{_short(dtype)}-{impl}-{device}", dtype=dtype, impl=impl, device=device,
+    return Case(id=case_id(config["name"], dtype, impl, device), config=config["name"], dtype=dtype, impl=impl,
+                device=device,
                 steps=steps, free_steps=free_steps, quick=quick, **fields)
 
 
@@ -306,8 +309,3 @@ def select(cases=None, *, optimizer=None, impl=None, dtype=None, device=None, ca
             continue
         out.append(c)
     return tuple(out)
-
-
-def replace(case, **changes):
-    """A copy of ``case`` with fields changed (its id is kept unless given)."""
-    return dataclasses.replace(case, **changes)

@@ -1,17 +1,20 @@
-"""``refwd validate``: run torch's optimizers against refwd over the case matrix and report.
+"""The ``refwd`` command: ``refwd --version``, and ``refwd validate`` (the harness, recording and replay).
 
-Exit codes: 0 every case passed (known torch defects included), 1 a case failed or errored, 2 a usage error:
-an unknown optimizer, impl, dtype, device or case, a filter that selects nothing, torch missing (with the
-install hint) or cuda asked for and absent.
+``refwd validate`` exit codes: 0 every case passed (known torch defects included), 1 a case failed or errored,
+2 a usage error: an unknown optimizer, impl, dtype, device or case, a filter that selects nothing, torch
+missing (with the install hint), cuda asked for and absent, or an unusable recording.
 
-The structure leaves room for more options: :func:`build_parser` declares them, :func:`main` validates and
-selects, and a run feeds every result to a list of *reporters* (objects with ``start(cases)``,
-``result(result)`` and ``finish(results, seconds)``), so a new output (say, recording trajectories) is a new
-option plus a new reporter.
+A run feeds every result to a list of *reporters* (objects with ``start(cases)``, ``result(result)`` and
+``finish(results, seconds)``): the progress display, and under ``--record`` the recorder.
 """
 import argparse
+import json
 import sys
 import time
+
+from tqdm import tqdm
+
+import refwd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 INSTALL_HINT = "python -m pip install torch"
@@ -35,7 +38,14 @@ def _values(items):
 
 def build_parser():
     parser = _Parser(
-        prog="refwd validate",
+        prog="refwd",
+        description="refwd: a readable NumPy reference for torch.optim's SGD, RMSprop, Adam and AdamW, "
+                    "and a harness that checks torch against it.")
+    parser.add_argument("--version", action="version", version=f"refwd {refwd.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    validate = commands.add_parser(
+        "validate", prog="refwd validate",
+        help="run torch's optimizers against refwd, step by step (needs torch; see 'refwd validate --help')",
         description="Check torch's SGD, RMSprop, Adam and AdamW (for-loop, foreach and fused implementations, on "
                     "cpu and cuda) against refwd's reference, step by step. Each case runs three checks: "
                     "lock-step (refwd's rule on torch's params, grads and state gives torch's next ones), "
@@ -43,7 +53,7 @@ def build_parser():
         epilog="Exit codes: 0 all passed (known torch defects included), 1 a case failed or errored, 2 usage "
                "error, torch missing, or cuda asked for and absent. Filters combine with each other and with "
                "--quick; each takes one value, a comma-separated list, or is repeated.")
-    select = parser.add_argument_group("selecting cases")
+    select = validate.add_argument_group("selecting cases")
     select.add_argument("--quick", action="store_true",
                         help="a subset that still covers every optimizer, flag and implementation, in float64 and "
                              "float32 (seconds)")
@@ -54,13 +64,12 @@ def build_parser():
                         help="cpu, cuda (default: cpu, and cuda when torch has a CUDA device)")
     select.add_argument("--case", action="append", metavar="ID", help="a case id (see --list)")
     select.add_argument("--list", action="store_true", help="list the selected case ids and exit")
-    output = parser.add_argument_group("output")
+    output = validate.add_argument_group("output")
     output.add_argument("--json", metavar="PATH", help="write a JSON report")
     output.add_argument("--junit", metavar="PATH", help="write JUnit XML (CI systems display it)")
     output.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     output.add_argument("-v", "--verbose", action="store_true", help="one line per case on stderr")
-    # --- recording and comparing torch versions: validation/record.py, docs/upgrades.md
-    upgrades = parser.add_argument_group("torch upgrades (docs/upgrades.md)")
+    upgrades = validate.add_argument_group("torch upgrades (docs/upgrades.md)")
     upgrades.add_argument("--record", metavar="DIR",
                           help="also save torch's trajectories of the cases run, with a manifest, into DIR (new)")
     upgrades.add_argument("--against", metavar="DIR",
@@ -69,6 +78,81 @@ def build_parser():
                                "stdout, --json for JSON); the filters select among the recorded cases")
     upgrades.add_argument("--markdown", metavar="PATH", help="with --against: also write the Markdown to PATH")
     return parser
+
+
+def main(argv=None, *, stdout=None, stderr=None):
+    """Run ``refwd ARGV``; return the exit code."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as error:
+        command = "refwd validate" if argv[:1] == ["validate"] else "refwd"
+        print(f"{command}: {error} (see '{command} --help')", file=stderr)
+        return EXIT_USAGE
+    except SystemExit as done:  # --help, --version
+        return done.code if isinstance(done.code, int) else EXIT_OK
+    if args.command is None:
+        parser.print_help(stdout)
+        return EXIT_USAGE if argv else EXIT_OK
+    return _validate(args, stdout, stderr)
+
+
+def validate(argv, *, stdout=None, stderr=None):
+    """Run ``refwd validate ARGV``; return the exit code (0, 1 or 2)."""
+    return main(["validate", *argv], stdout=stdout, stderr=stderr)
+
+
+def _validate(args, stdout, stderr):
+    try:
+        import torch
+    except ImportError:
+        print(f"refwd validate: torch is not installed; install it with: {INSTALL_HINT}", file=stderr)
+        return EXIT_USAGE
+    if args.markdown and not args.against or args.against and (args.record or args.junit):
+        print("refwd validate: --markdown goes with --against, and --against with neither --record nor --junit",
+              file=stderr)
+        return EXIT_USAGE
+    if args.against:
+        return _against(args, torch, stdout, stderr)
+    from .cases import UnknownFilterError
+    try:
+        cases = _select(args, torch.cuda.is_available())
+    except (UsageError, UnknownFilterError) as error:
+        print(f"refwd validate: {error}", file=stderr)
+        return EXIT_USAGE
+    if args.list:
+        for case in cases:
+            print(f"{case.id}  {case.description}", file=stdout)
+        return EXIT_OK
+
+    from . import report
+    from .twin import one_thread
+    env = report.environment()
+    reporters = [Progress(stderr, quiet=args.quiet, verbose=args.verbose)]
+    recorder = None
+    if args.record:
+        from .recording import Recorder, RecordingError
+        try:
+            recorder = Recorder(args.record)
+        except RecordingError as error:
+            print(f"refwd validate: {error}", file=stderr)
+            return EXIT_USAGE
+        reporters.append(recorder)
+    with one_thread():
+        results, seconds = run(cases, reporters, recorder=recorder)
+    print(report.summary_text(results, seconds, env), file=stdout)
+    try:
+        if args.json:
+            report.write_json(args.json, results, seconds, env)
+        if args.junit:
+            report.write_junit(args.junit, results, seconds)
+    except OSError as error:
+        print(f"refwd validate: cannot write the report: {error}", file=stderr)
+        return EXIT_USAGE
+    return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
 
 
 def _select(args, cuda_available):
@@ -91,45 +175,28 @@ def _select(args, cuda_available):
 
 
 class Progress:
-    """Progress on stderr: a rewritten line on a terminal, otherwise a line every ~10 % and per failure."""
+    """Progress on stderr (tqdm: a bar on a terminal, sparse lines elsewhere), and a line per failure."""
 
     def __init__(self, stream, quiet=False, verbose=False):
         self.stream, self.quiet, self.verbose = stream, quiet, verbose
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
 
     def start(self, cases):
-        self.total, self.done, self.bad = len(cases), 0, 0
-        self.every = max(1, self.total // 10)
-        self.started = time.perf_counter()
+        self.bad = 0
+        self.bar = tqdm(total=len(cases), file=self.stream, disable=self.quiet, unit="case", mininterval=1.0,
+                        dynamic_ncols=True, leave=False)
 
     def result(self, result):
-        self.done += 1
-        self.bad += result.status in ("fail", "error")
-        if self.quiet:
-            return
-        head = f"[{self.done:>{len(str(self.total))}}/{self.total}]"
-        if self.verbose or result.status in ("fail", "error"):
-            self._line(f"{head} {result.case.id}: {result.status} ({result.detail})")
-        elif self.tty:
-            self.stream.write(f"\r{head} {result.case.id} ... {self.bad} failing so far\x1b[K")
-            self.stream.flush()
-        elif self.done % self.every == 0 or self.done == self.total:
-            elapsed = time.perf_counter() - self.started
-            self._line(f"{head} {elapsed:.1f} s, {self.bad} failing so far")
-
-    def _line(self, text):
-        if self.tty:
-            text = "\r" + text + "\x1b[K"
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self.bad += not result.ok
+        if not self.quiet and (self.verbose or not result.ok):
+            self.bar.write(f"{result.case.id}: {result.status} ({result.detail})", file=self.stream)
+        self.bar.set_postfix_str(f"{self.bad} failing", refresh=False)
+        self.bar.update()
 
     def finish(self, results, seconds):
-        if self.tty and not self.quiet:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
+        self.bar.close()
 
 
-def run(cases, reporters, *, rules=None):
+def run(cases, reporters, *, rules=None, recorder=None):
     """Run ``cases`` in order, feeding each result to the reporters; return (results, seconds)."""
     from .harness import run_case
     for reporter in reporters:
@@ -137,7 +204,7 @@ def run(cases, reporters, *, rules=None):
     started = time.perf_counter()
     results = []
     for case in cases:
-        result = run_case(case, rules=rules)
+        result = run_case(case, rules=rules, trajectory=None if recorder is None else recorder.tape(case))
         results.append(result)
         for reporter in reporters:
             reporter.result(result)
@@ -147,67 +214,52 @@ def run(cases, reporters, *, rules=None):
     return results, seconds
 
 
-def main(argv=None, *, stdout=None, stderr=None):
-    """Run ``refwd validate ARGV``; return the exit code (0, 1 or 2)."""
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    parser = build_parser()
+def _against(args, torch, stdout, stderr):
+    """``refwd validate --against DIR [filters] [--json PATH] [--markdown PATH]``; returns the exit code.
+
+    0: every case bit-identical or changed within tolerance, and passing the reference; 1: a case changed
+    beyond tolerance, failed to replay, or fails the reference; 2: an unusable recording or selection.
+    """
+    from . import recording
+    from .cases import UnknownFilterError, select
+    from .report import environment
+    from .twin import one_thread
+
+    def select_cases(cases):
+        return select(cases, optimizer=_values(args.optimizer), impl=_values(args.impl),
+                      dtype=_values(args.dtype), case=_values(args.case), quick=args.quick)
+
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except UsageError as error:
-        print(f"refwd validate: {error} (see 'refwd validate --help')", file=stderr)
-        return EXIT_USAGE
-    except SystemExit as done:  # --help
-        return done.code if isinstance(done.code, int) else EXIT_OK
-    try:
-        import torch
-    except ImportError:
-        print(f"refwd validate: torch is not installed; install it with: {INSTALL_HINT}", file=stderr)
-        return EXIT_USAGE
-    if args.markdown and not args.against or args.against and (args.record or args.junit):
-        print("refwd validate: --markdown goes with --against, and --against with neither --record nor --junit",
-              file=stderr)
-        return EXIT_USAGE
-    if args.against:  # torch upgrades: validation/record.py
-        from .record import against_main
-        return against_main(args, stdout=stdout, stderr=stderr)
-    from .cases import UnknownFilterError
-    try:
-        cases = _select(args, torch.cuda.is_available())
-    except (UsageError, UnknownFilterError) as error:
+        loaded = recording.load(args.against)
+        ids = recording.cases_to_compare(loaded, select_cases, _values(args.device))
+        if "cuda" in {loaded.cases[case_id].case.device for case_id in ids} and not torch.cuda.is_available():
+            raise recording.RecordingError(f"{args.against} has cuda cases, but torch.cuda.is_available() is "
+                                           "False here; select --device cpu")
+    except (recording.RecordingError, UnknownFilterError) as error:
         print(f"refwd validate: {error}", file=stderr)
         return EXIT_USAGE
     if args.list:
-        for case in cases:
-            print(f"{case.id}  {case.description}", file=stdout)
+        for case_id in ids:
+            print(case_id, file=stdout)
         return EXIT_OK
-
-    from . import report
-    env = report.environment()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tensors are tiny: one thread is faster, and steadier on a busy machine
-    reporters = [Progress(stderr, quiet=args.quiet, verbose=args.verbose)]
-    if args.record:  # torch upgrades: validation/record.py
-        from .record import Recorder, RecordingError
-        try:
-            reporters.append(Recorder(args.record))
-        except RecordingError as error:
-            print(f"refwd validate: {error}", file=stderr)
-            return EXIT_USAGE
+    progress = Progress(stderr, quiet=args.quiet, verbose=args.verbose)
+    progress.start(ids)
+    with one_thread():
+        comparisons = list(recording.compare(loaded, ids, progress=lambda c: progress.result(c.reference)))
+    progress.finish(comparisons, 0.0)
+    env = environment()
+    text = recording.markdown(comparisons, loaded, env)
+    print(text, file=stdout)
     try:
-        results, seconds = run(cases, reporters)
-    finally:
-        torch.set_num_threads(threads)
-    print(report.summary_text(results, seconds, env), file=stdout)
-    try:
+        if args.markdown:
+            recording.write_text(args.markdown, text)
         if args.json:
-            report.write_json(args.json, results, seconds, env)
-        if args.junit:
-            report.write_junit(args.junit, results, seconds)
+            recording.write_text(args.json, json.dumps(recording.json_report(comparisons, loaded, env), indent=1)
+                                 + "\n")
     except OSError as error:
         print(f"refwd validate: cannot write the report: {error}", file=stderr)
         return EXIT_USAGE
-    return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
+    return EXIT_OK if all(c.ok for c in comparisons) else EXIT_FAILED
 
 
 if __name__ == "__main__":

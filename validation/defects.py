@@ -10,7 +10,9 @@ a failure, and described in docs/oracle.md under findings.
 """
 from dataclasses import dataclass
 
-from .cases import CASE_IDS
+from packaging.version import Version
+
+from .cases import CASE_IDS, case_id
 
 
 @dataclass(frozen=True)
@@ -25,20 +27,13 @@ class KnownDefect:
     match: str = ""           # text the error or failure must contain
 
     def applies(self, version):
-        return _version(self.torch_min) <= _version(version) and (
-            self.torch_max is None or _version(version) <= _version(self.torch_max))
+        """Whether ``version`` (torch's, local build tags such as "+cpu" ignored) is in the affected range."""
+        version = Version(Version(version).base_version)
+        return Version(self.torch_min) <= version and (self.torch_max is None or version <= Version(self.torch_max))
 
     def to_dict(self):
         return {"id": self.id, "summary": self.summary, "torch_min": self.torch_min, "torch_max": self.torch_max,
                 "reference": self.reference, "outcome": self.outcome}
-
-
-def _version(text):
-    parts = []
-    for piece in text.split("+")[0].split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts + [0] * (3 - len(parts)))
 
 
 KNOWN_DEFECTS = (
@@ -47,11 +42,11 @@ KNOWN_DEFECTS = (
         summary="fused SGD on CPU leaves every full SIMD block of a float16/bfloat16 param unchanged: only the "
                 "scalar tail is updated (and the momentum path mishandles the buffer)",
         torch_min="2.12.1",   # the earliest version reproduced upstream; the kernel is older
-        torch_max="2.14.0",   # 2.14.1 passes (validation/reports/torch-2.13.0-to-2.14.1-cpu.md); 2.14.0 unchecked
+        torch_max="2.14.0",   # 2.14.1 passes (docs/reports/torch-2.13.0-to-2.14.1-cpu.md); 2.14.0 unchecked
         reference="https://github.com/pytorch/pytorch/issues/191763 (fix: "
                   "https://github.com/pytorch/pytorch/pull/192545)",
-        cases=tuple(f"{config}-{dtype}-fused-cpu" for config in ("lowp-sgd", "lowp-sgd-nesterov")
-                    for dtype in ("f16", "bf16")),
+        cases=tuple(case_id(config, dtype, "fused", "cpu") for config in ("lowp-sgd", "lowp-sgd-nesterov")
+                    for dtype in ("float16", "bfloat16")),
         outcome="fail",
         match="lockstep",
     ),
@@ -77,7 +72,7 @@ def defect_for(case_id, version):
 
 def classify(result):
     """Turn a listed case's expected failure into "known-defect"; leave everything else as it is."""
-    if result.status not in ("fail", "error") or result.torch_version is None:
+    if result.status not in ("fail", "error") or result.torch_version is None:  # harness.Status, a str Enum
         return result
     defect = defect_for(result.case.id, result.torch_version)
     if defect is None or defect.outcome != result.status:
@@ -85,6 +80,6 @@ def classify(result):
     text = result.error if result.status == "error" else result.detail
     if defect.match and defect.match not in (text or ""):
         return result
-    result.status = "known-defect"
+    result.status = type(result.status)("known-defect")
     result.defect = defect
     return result

@@ -20,15 +20,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-import refwd
+from .optimizers import spec_for_refwd, spec_for_torch
 
-# refwd class -> torch class. AdamW comes before Adam: torch's AdamW subclasses Adam, and so does refwd's.
-OPTIMIZER_PAIRS = (
-    (refwd.optim.AdamW, torch.optim.AdamW),
-    (refwd.optim.Adam, torch.optim.Adam),
-    (refwd.optim.RMSprop, torch.optim.RMSprop),
-    (refwd.optim.SGD, torch.optim.SGD),
-)
 NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
@@ -90,21 +83,12 @@ def copy_params_to_torch(params, model):
 
 def refwd_class_for(torch_optimizer):
     """The refwd optimizer class for a torch optimizer instance (subclasses count as their base)."""
-    for refwd_class, torch_class in OPTIMIZER_PAIRS:
-        if isinstance(torch_optimizer, torch_class):
-            return refwd_class
-    supported = ", ".join(f"torch.optim.{torch_class.__name__}" for _, torch_class in OPTIMIZER_PAIRS)
-    raise TypeError(f"no refwd equivalent for {type(torch_optimizer).__module__}.{type(torch_optimizer).__name__}; "
-                    f"refwd has {supported}")
+    return spec_for_torch(torch_optimizer, torch).refwd_class
 
 
 def torch_class_for(refwd_optimizer):
     """The torch optimizer class for a refwd optimizer instance."""
-    for refwd_class, torch_class in OPTIMIZER_PAIRS:
-        if isinstance(refwd_optimizer, refwd_class):
-            return torch_class
-    raise TypeError(f"{type(refwd_optimizer).__name__} is not one of refwd's optimizers "
-                    f"({', '.join(refwd_class.__name__ for refwd_class, _ in OPTIMIZER_PAIRS)})")
+    return spec_for_refwd(refwd_optimizer).torch_optimizer_class(torch)
 
 
 def parameter_names(torch_optimizer, model=None):

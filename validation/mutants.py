@@ -21,14 +21,13 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 
-from refwd.optim import adam_step, adamw_step, rmsprop_step, sgd_step
+from . import scenario
+from .compare import Check
+from .optimizers import OPTIMIZERS
 
-# The reference rule of each optimizer key, as the harness and the refwd optimizer shells use them.
-REFERENCE_RULES = {"sgd": sgd_step, "rmsprop": rmsprop_step, "adam": adam_step, "adamw": adamw_step}
-
-# The harness's checks (validation.harness.Mismatch.check) that a mutant's ``caught_by`` may name.
-LOCKSTEP = "lockstep"          # teacher-forced: the rule on torch's params, grads and state at step t
-FREE_RUNNING = "free-running"  # refwd's own trajectory against torch's
+# The harness's checks that a mutant's ``caught_by`` may name.
+LOCKSTEP = Check.LOCKSTEP          # teacher-forced: the rule on torch's params, grads and state at step t
+FREE_RUNNING = Check.FREE_RUNNING  # refwd's own trajectory against torch's
 BOTH = (LOCKSTEP, FREE_RUNNING)
 
 
@@ -38,7 +37,7 @@ class Mutant:
 
     - ``id``: short, stable, used in test ids and docs/mutants.md.
     - ``optimizers``: the optimizer keys whose rule the edit applies to ("adam" and "adamw" share
-      ``adam_step``; AdamW's rule is a ``functools.partial`` of it and is mutated through the partial).
+      ``adam_step``: AdamW's param groups carry ``decoupled_weight_decay=True``).
     - ``bug``: the real-world bug, in one sentence.
     - ``edits``: ``(old, new)`` pairs applied in order to the rule's dedented source; each ``old`` must occur
       exactly once in the source at that point.
@@ -64,17 +63,14 @@ class Mutant:
         """The mutated per-tensor rule for one optimizer key, built afresh (fresh counters included)."""
         if optimizer not in self.optimizers:
             raise ValueError(f"mutant {self.id!r} applies to {self.optimizers}, not {optimizer!r}")
-        reference = REFERENCE_RULES[optimizer]
-        if isinstance(reference, functools.partial):
-            return functools.partial(_mutate(reference.func, self), *reference.args, **reference.keywords)
-        return _mutate(reference, self)
+        return _mutate(OPTIMIZERS[optimizer].rule, self)
 
     def rules(self):
         """``{optimizer key: mutated rule}`` for every optimizer it applies to: the harness's ``rules`` argument."""
         return {optimizer: self.rule(optimizer) for optimizer in self.optimizers}
 
     def shows_in(self, case):
-        """Whether a case of validation.cases has what this bug needs to show: its optimizer, its features,
+        """Whether a case of refwd_validation.cases has what this bug needs to show: its optimizer, its features,
         and the needed hyperparameters together in one param group (defaults and group overrides applied)."""
         if case.optimizer not in self.optimizers:
             return False
@@ -86,7 +82,7 @@ class Mutant:
                    for group in _param_groups(case))
 
 
-# Case features a mutant may need besides hyperparameters, read from a validation.cases.Case.
+# Case features a mutant may need besides hyperparameters, read from a refwd_validation.cases.Case.
 CASE_FEATURES = {
     "late_grad": lambda case: bool(case.grad_none),   # a parameter whose grad is None for some steps
     "beta1_nonzero": lambda case: dict(case.hyperparameters).get("betas", (0.9, 0.999))[0] != 0,
@@ -96,8 +92,7 @@ CASE_FEATURES = {
 @functools.lru_cache(maxsize=None)
 def _param_groups(case):
     """The case's param groups as refwd's optimizer fills them (defaults, then the group's overrides)."""
-    from . import twin  # late: only the harness-facing part of the catalogue needs the cases
-    return twin.refwd_optimizer(case, list(twin.initial_params(case))).param_groups
+    return scenario.refwd_optimizer(case, list(scenario.initial_params(case))).param_groups
 
 
 def cost(case):

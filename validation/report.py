@@ -1,15 +1,19 @@
-"""Reports of a run: the text summary, the JSON report and JUnit XML, from a list of CaseResults."""
+"""Reports of a ``refwd validate`` run: the environment, the text summary, the JSON report and JUnit XML.
+
+JUnit XML is written with the standard library's ElementTree: the format is a few elements, and the packages that
+wrap it (junit-xml, junitparser) would add a dependency for no gain.
+"""
 import json
 import math
 import platform
-import sys
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from . import tolerance
 from .cases import OPTIMIZERS
-
-CHECK_ORDER = ("lockstep", "gradient", "free-running")
+from .compare import Check, jsonable
+from .harness import Status, result_to_dict
 
 
 def environment():
@@ -24,7 +28,10 @@ def environment():
     except ImportError:
         return info
     info["torch"] = torch.__version__
+    info["torch_cuda_build"] = torch.version.cuda   # the CUDA the wheel was built for, used or not
     info["torch_cpu_capability"] = _cpu_capability(torch)
+    info["cpu"] = _cpu_model()
+    info["machine"] = platform.machine()
     if torch.cuda.is_available():
         info["cuda"] = torch.version.cuda
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -38,16 +45,26 @@ def _cpu_capability(torch):
         return None
 
 
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def counts(results):
     out = {"run": len(results), "passed": 0, "failed": 0, "errors": 0, "known_defects": 0, "expected_errors": 0}
     for r in results:
-        if r.status == "pass":
+        if r.status == Status.PASS:
             out["passed"] += 1
             if r.note:
                 out["expected_errors"] += 1
-        elif r.status == "fail":
+        elif r.status == Status.FAIL:
             out["failed"] += 1
-        elif r.status == "error":
+        elif r.status == Status.ERROR:
             out["errors"] += 1
         else:
             out["known_defects"] += 1
@@ -58,7 +75,7 @@ def worst_by_optimizer(results):
     """{optimizer: {check: worst ULPs}} over the results that ran to completion (not failures or defects)."""
     table = {}
     for r in results:
-        if r.status != "pass":
+        if r.status != Status.PASS:
             continue
         row = table.setdefault(r.case.optimizer, {})
         for check, value in r.worst_by_check().items():
@@ -70,7 +87,7 @@ def worst_by_optimizer_dtype(results):
     """{(optimizer, dtype): {quantity: worst ULPs}} for the lock-step check: the figures docs/oracle.md quotes."""
     table = {}
     for r in results:
-        if r.status != "pass":
+        if r.status != Status.PASS:
             continue
         row = table.setdefault((r.case.optimizer, r.case.dtype), {})
         for (check, quantity), w in r.worst.items():
@@ -95,22 +112,22 @@ def summary_text(results, seconds, env=None):
     if table:
         lines.append(f"  worst ULPs of the error scale (budget {budget:g}), passing cases:")
         for opt, row in table.items():
-            cells = "  ".join(f"{check} {_fmt(row[check])}" for check in CHECK_ORDER if check in row)
+            cells = "  ".join(f"{check} {_fmt(row[check])}" for check in Check if check in row)
             lines.append(f"    {opt:<8} {cells}")
-    defects = [r for r in results if r.status == "known-defect"]
+    defects = [r for r in results if r.status == Status.KNOWN_DEFECT]
     if defects:
         lines.append("known torch defects (not counted as failures):")
         for r in defects:
             lines.append(f"  {r.case.id}: {r.defect.id}, {r.defect.reference}")
             lines.append(f"      {r.detail}")
-    expected = [r for r in results if r.status == "pass" and r.note]
+    expected = [r for r in results if r.status == Status.PASS and r.note]
     if expected:
         lines.append("documented torch errors (see docs/oracle.md, findings):")
         for r in expected:
             lines.append(f"  {r.case.id}: {r.note}")
-    bad = [r for r in results if r.status in ("fail", "error")]
+    bad = [r for r in results if r.status in (Status.FAIL, Status.ERROR)]
     if bad:
-        lines.append("failures:" if any(r.status == "fail" for r in bad) else "errors:")
+        lines.append("failures:" if any(r.status == Status.FAIL for r in bad) else "errors:")
         for r in bad:
             lines.append(f"  {r.case.id} [{r.status}]: {r.detail}")
     lines.append("result: " + ("OK" if not bad else "FAILED"))
@@ -126,13 +143,9 @@ def json_report(results, seconds, env=None):
         "budget_ulps": tolerance.BUDGET,
         "seconds": round(seconds, 3),
         "summary": dict(c, worst_ulps_by_optimizer={
-            opt: {check: _num(v) for check, v in row.items()} for opt, row in worst_by_optimizer(results).items()}),
-        "cases": [r.to_dict() for r in results],
+            opt: {str(check): jsonable(v) for check, v in row.items()} for opt, row in worst_by_optimizer(results).items()}),
+        "cases": [result_to_dict(r) for r in results],
     }
-
-
-def _num(value):
-    return value if math.isfinite(value) else repr(value)
 
 
 def write_json(path, results, seconds, env=None):
@@ -152,16 +165,16 @@ def junit_tree(results, seconds):
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"refwd.validate.{r.case.optimizer}", name=r.case.id,
                              time=f"{r.seconds:.3f}")
-        if r.status == "fail":
+        if r.status == Status.FAIL:
             node = ET.SubElement(case, "failure", message=r.detail, type="mismatch")
             node.text = _failure_text(r)
-        elif r.status == "error":
+        elif r.status == Status.ERROR:
             node = ET.SubElement(case, "error", message=(r.error or "").splitlines()[0][:500], type="error")
             node.text = r.error
-        elif r.status == "known-defect":
+        elif r.status == Status.KNOWN_DEFECT:
             ET.SubElement(case, "skipped", message=f"known torch defect {r.defect.id}: {r.defect.reference}")
         out = ET.SubElement(case, "system-out")
-        out.text = "\n".join(f"{check} {quantity}: worst {_fmt(w.ulps)} ulp, rel {w.rel:.3g}"
+        out.text = "\n".join(f"{check} {quantity}: worst {_fmt(w.ulps)} ulp, rel {w.relative_difference:.3g}"
                              for (check, quantity), w in sorted(r.worst.items()))
         if r.note:
             out.text += f"\n{r.note}"
@@ -171,10 +184,10 @@ def junit_tree(results, seconds):
 def _failure_text(r):
     f = r.failure
     return (f"{r.case.description}\n{f.describe()}\ncheck={f.check} step={f.step} parameter={f.parameter} "
-            f"key={f.key} index={f.index} refwd={f.refwd!r} torch={f.torch!r} ulps={f.ulps} budget={f.budget}")
+            f"key={f.key} index={f.index} {f.sides[0]}={f.first!r} {f.sides[1]}={f.second!r} ulps={f.ulps} budget={f.budget}")
 
 
 def write_junit(path, results, seconds):
     tree = junit_tree(results, seconds)
-    ET.indent(tree) if sys.version_info >= (3, 9) else None
+    ET.indent(tree)
     tree.write(path, encoding="utf-8", xml_declaration=True)

@@ -6,7 +6,8 @@ The idea
 --------
 torch and refwd evaluate the same formula on the same inputs with different operation orders (torch fuses
 multiply-adds and takes MKL's square root; refwd rounds every product and sum separately, or, for
-float16/bfloat16, computes in float64 and rounds once; both form the moving averages with ``lerp``). Each evaluation has a rounding error, and standard
+float16/bfloat16, computes in float64 and rounds once; both form the moving averages with ``lerp``). Each
+evaluation has a rounding error, and standard
 forward error analysis (Wilkinson's *running error analysis*, Higham, *Accuracy and Stability of Numerical
 Algorithms*, 2nd ed., §3.3) bounds it elementwise, to first order in the unit roundoff u:
 
@@ -63,14 +64,18 @@ Three checks, one budget
 import functools
 import math
 
+import ml_dtypes
 import numpy as np
 
-# ε (the ULP of 1.0, 2u) and the smallest positive subnormal of each dtype.
-EPS = {"float64": 2.0 ** -52, "float32": 2.0 ** -23, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
-TINY = {"float64": 2.0 ** -1074, "float32": 2.0 ** -149, "float16": 2.0 ** -24, "bfloat16": 2.0 ** -133}
+from .dtypes import round_to
+
+# ε (the ULP of 1.0, 2u) and the smallest positive subnormal of each dtype, from NumPy's and ml_dtypes' finfo.
+_FINFO = {"float64": np.finfo(np.float64), "float32": np.finfo(np.float32), "float16": np.finfo(np.float16),
+          "bfloat16": ml_dtypes.finfo(ml_dtypes.bfloat16)}
+EPS = {dtype: float(info.eps) for dtype, info in _FINFO.items()}
+TINY = {dtype: float(info.smallest_subnormal) for dtype, info in _FINFO.items()}
 DTYPES = tuple(EPS)
 QUANTITIES = ("param", "state", "grad", "loss")
-CHECKS = ("lockstep", "gradient", "free-running")
 
 # The budget in ULPs of the error scale, per dtype and quantity. The analysis gives 1 for all of them; 2 leaves
 # room for its first-order terms and its modelling of torch's fused operations by refwd's plainer form.
@@ -189,8 +194,7 @@ def _representable(c, dtype):
     c = float(c)
     if dtype == "float64" or c == 0 or not math.isfinite(c):
         return True
-    import torch  # only the validation side ever calls this
-    return float(torch.tensor(c, dtype=getattr(torch, dtype))) == c
+    return float(round_to(c, dtype)) == c
 
 
 def _coefficient(c, dtype, like):
@@ -274,9 +278,9 @@ def rmsprop(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, m
 
 
 def adam(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-         maximize=False, decoupled_weight_decay=False, step):
-    """``step`` is the new step count t (torch's state["step"] after the update)."""
+         maximize=False, decoupled_weight_decay=False):
     beta1, beta2 = betas
+    step = state.get("step", 0) + 1
     zeros = Scaled.exact(np.zeros_like(param.value), param.dtype)
     if maximize:
         grad = -grad
@@ -300,12 +304,14 @@ def adam(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
     return out
 
 
-OPTIMIZERS = {"sgd": sgd, "rmsprop": rmsprop, "adam": adam,
-              "adamw": lambda *a, **k: adam(*a, **{**k, "decoupled_weight_decay": True})}
+adamw = functools.partial(adam, decoupled_weight_decay=True)   # as refwd's adamw_step
 
 
-def step_scales(optimizer, param, grad, state, hyperparameters, dtype, *, scales=None):
+def step_scales(rule, param, grad, state, hyperparameters, dtype, *, scales=None):
     """Error scales of one optimizer step on torch's (float64-upcast) ``param``, ``grad`` and ``state``.
+
+    ``rule`` is one of the rules above (:data:`refwd_validation.optimizers.OPTIMIZERS` says which), called as
+    refwd's rules are: (param, grad, state with its ``step`` count, **the group's hyperparameters**).
 
     ``scales`` optionally gives the inputs' own error scales ({"param": S, "grad": S, key: S}) for the
     free-running bound; without it the inputs are exact (lock-step). Returns {"param": S, key: S, ...}.
@@ -317,13 +323,8 @@ def step_scales(optimizer, param, grad, state, hyperparameters, dtype, *, scales
         given = scales.get(name)
         return Scaled(value, np.zeros_like(value) if given is None else given, dtype)
 
-    tensors = {key: scaled(key, value) for key, value in state.items() if key != "step"}
-    hyperparameters = dict(hyperparameters)
-    if optimizer in ("adam", "adamw"):
-        hyperparameters["step"] = int(state.get("step", 0)) + 1
-        if optimizer == "adamw":
-            hyperparameters.pop("decoupled_weight_decay", None)
-    out = OPTIMIZERS[optimizer](scaled("param", param), scaled("grad", grad), tensors, **hyperparameters)
+    tensors = {key: int(value) if key == "step" else scaled(key, value) for key, value in state.items()}
+    out = rule(scaled("param", param), scaled("grad", grad), tensors, **hyperparameters)
     return {key: value.scale for key, value in out.items()}
 
 

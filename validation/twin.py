@@ -1,20 +1,22 @@
-"""The torch twin of a case, and the shared pieces both sides build from: initial params, data, param groups.
+"""The torch twin of a case: torch's model and optimizer over refwd's initial params, run live or one step at a time.
 
-refwd draws the initial params (NumPy, seeded) and the data; the twin copies them into torch.nn.Linear or
-torch.nn.Sequential (no transposes: refwd's weights already have torch's (out_features, in_features) shape)
-and builds torch's optimizer with the same hyperparameters and param groups, parameter names standing for
-tensors. :func:`torch_trajectory` runs torch and yields one :class:`TorchStep` per step: everything one step
-consumed and produced, as NumPy arrays, and nothing from earlier steps (memory stays flat).
+The twin copies refwd's initial params into ``torch.nn.Linear`` or ``torch.nn.Sequential`` (no transposes:
+refwd's weights already have torch's (out_features, in_features) shape) and builds torch's optimizer with the
+same hyperparameters and param groups, parameter names standing for tensors. :func:`torch_trajectory` runs
+torch and yields one :class:`TorchStep` per step: everything one step consumed and produced, as NumPy arrays,
+and nothing from earlier steps (memory stays flat). :class:`TorchStepper` takes one step from given params,
+grads and state (the replay of a recording). :func:`one_thread` is the one place that pins torch's threads.
 """
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
 import refwd
 
-TORCH_CLASSES = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
-REFWD_CLASSES = {"sgd": refwd.optim.SGD, "rmsprop": refwd.optim.RMSprop, "adam": refwd.optim.Adam,
-                 "adamw": refwd.optim.AdamW}
+from . import scenario
+from .dtypes import LOW_PRECISION
+from .optimizers import OPTIMIZERS
 
 
 class CudaUnavailableError(RuntimeError):
@@ -26,116 +28,28 @@ def import_torch():
     return torch
 
 
-def compute_dtype(dtype):
-    """The NumPy dtype refwd computes in: the case's own for float64/float32, float64 for float16/bfloat16."""
-    return np.dtype(dtype) if dtype in ("float64", "float32") else np.dtype("float64")
+@contextlib.contextmanager
+def one_thread():
+    """torch on one CPU thread: the tensors are tiny (one thread is faster and steadier on a busy machine), and
+    how a matrix product splits its sums over threads changes its last bits, so a recording must not depend on
+    the machine's core count."""
+    torch = import_torch()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def to_numpy(tensor, dtype):
-    """A torch tensor as a NumPy array in :func:`compute_dtype` (float16/bfloat16 upcast exactly)."""
+    """A torch tensor as a NumPy array in refwd's compute dtype (float16/bfloat16 upcast exactly to float64)."""
     tensor = tensor.detach()
     if tensor.device.type != "cpu":
         tensor = tensor.cpu()
-    if dtype in ("float16", "bfloat16"):
+    if dtype in LOW_PRECISION:
         return tensor.double().numpy()
     return tensor.numpy().copy()
-
-
-def round_to(array, dtype):
-    """Round a float64 array to ``dtype`` and back (torch does the rounding: NumPy has no bfloat16)."""
-    if dtype not in ("float16", "bfloat16"):
-        return np.asarray(array, dtype=dtype)
-    torch = import_torch()
-    array = np.asarray(array, dtype=np.float64)
-    rounded = torch.from_numpy(np.ascontiguousarray(array)).to(getattr(torch, dtype)).double().numpy()
-    return rounded.reshape(array.shape)
-
-
-def refwd_model(case):
-    if len(case.model) == 2:
-        return refwd.Linear(*case.model)
-    return refwd.MLP(list(case.model), activation=case.activation)
-
-
-def initial_params(case):
-    """The initial params in refwd's compute dtype (float16/bfloat16: drawn in float32, rounded, upcast)."""
-    model = refwd_model(case)
-    if case.lowp:
-        params = model.init(seed=case.seed, dtype="float32")
-        return {name: round_to(value.astype(np.float64), case.dtype) for name, value in params.items()}
-    return model.init(seed=case.seed, dtype=case.dtype)
-
-
-def batch(case, step):
-    """The (x, y) batch of 1-based ``step``, float64, a pure function of (seed, step): nothing is stored."""
-    n_in, n_out = case.model[0], case.model[-1]
-    if case.data == "line":
-        x = np.arange(1.0, case.batch + 1.0).reshape(-1, 1)
-        return x, 2.0 * x + 1.0
-    teacher = np.random.default_rng([case.seed, 1])
-    a = teacher.normal(size=(n_in, 8)) / np.sqrt(n_in)
-    b = teacher.normal(size=(8, n_out))
-    rng = np.random.default_rng([case.seed, 2, step])
-    x = rng.normal(size=(case.batch, n_in))
-    y = np.sin(2.0 * x @ a) @ b + 0.1 * rng.normal(size=(case.batch, n_out))
-    return x, y
-
-
-def batch_in(case, step):
-    """The batch of ``step`` as refwd uses it: rounded to the case's dtype, in the compute dtype."""
-    x, y = batch(case, step)
-    dt = compute_dtype(case.dtype)
-    return round_to(x, case.dtype).astype(dt), round_to(y, case.dtype).astype(dt)
-
-
-def loss_scale(case, step):
-    """The factor on the loss at 1-based ``step``: loss_scale · loss_decay^(step − 1)."""
-    return case.loss_scale * case.loss_decay ** (step - 1)
-
-
-def layer_names(case):
-    return [""] if len(case.model) == 2 else [str(2 * i) for i in range(len(case.model) - 1)]
-
-
-def group_names(case, names):
-    """The param-group layout as lists of parameter names, with each group's overrides: [(names, overrides)]."""
-    if not case.groups:
-        return [(list(names), {})]
-    groups, taken = [], set()
-    for selector, overrides in case.groups:
-        chosen = [name for name in names if _selected(selector, name)]
-        if not chosen:
-            raise ValueError(f"case {case.id}: group selector {selector!r} selects no parameter of {list(names)}")
-        clash = taken.intersection(chosen)
-        if clash:
-            raise ValueError(f"case {case.id}: parameters {sorted(clash)} are in more than one group")
-        taken.update(chosen)
-        groups.append((chosen, dict(overrides)))
-    missing = [name for name in names if name not in taken]
-    if missing:
-        raise ValueError(f"case {case.id}: parameters {missing} are in no group")
-    return groups
-
-
-def _selected(selector, name):
-    if selector == "all":
-        return True
-    if selector == "weights":
-        return name.endswith("weight")
-    if selector == "biases":
-        return name.endswith("bias")
-    if selector.startswith("layer:"):
-        return name.startswith(selector[len("layer:"):] + ".")
-    return selector == name
-
-
-def refwd_optimizer(case, names, rule=None):
-    """refwd's optimizer for the case; ``rule`` (a per-tensor step function) replaces its rule if given."""
-    groups = [dict(overrides, params=chosen) for chosen, overrides in group_names(case, names)]
-    optimizer = REFWD_CLASSES[case.optimizer](groups, **case.kwargs)
-    if rule is not None:
-        optimizer.rule = rule
-    return optimizer
 
 
 def torch_impl_kwargs(case):
@@ -157,25 +71,41 @@ def torch_model(case, params):
     """nn.Linear or nn.Sequential(Linear, act, ..., Linear) holding a copy of refwd's ``params``."""
     torch = import_torch()
     nn = torch.nn
-    sizes = case.model
-    if len(sizes) == 2:
-        model = nn.Linear(*sizes)
+    model = scenario.refwd_model(case)
+    if isinstance(model, refwd.Linear):
+        torch_model = nn.Linear(model.in_features, model.out_features)
     else:
         activations = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
         layers = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (n_in, n_out) in enumerate(zip(model.sizes[:-1], model.sizes[1:])):
             layers.append(nn.Linear(n_in, n_out))
-            if i < len(sizes) - 2:
-                layers.append(activations[case.activation]())
-        model = nn.Sequential(*layers)
-    model = model.to(device=torch_device(case), dtype=getattr(torch, case.dtype))
-    named = dict(model.named_parameters())
+            if i < len(model.sizes) - 2:
+                layers.append(activations[model.activation]())
+        torch_model = nn.Sequential(*layers)
+    torch_model = torch_model.to(device=torch_device(case), dtype=getattr(torch, case.dtype))
+    named = dict(torch_model.named_parameters())
     if list(named) != list(params):
         raise AssertionError(f"torch names {list(named)} differ from refwd's {list(params)}")
     with torch.no_grad():
         for name, tensor in named.items():
-            tensor.copy_(torch.from_numpy(np.asarray(params[name], dtype=np.float64)))
-    return model, named
+            tensor.copy_(torch.tensor(np.asarray(params[name], dtype=np.float64)))  # a copy: may be read-only
+    return torch_model, named
+
+
+def torch_optimizer(case, named):
+    """torch's optimizer of the case over the named tensors, with the case's param groups and implementation."""
+    torch = import_torch()
+    groups = [dict(overrides, params=[named[name] for name in chosen])
+              for chosen, overrides in scenario.group_names(case, list(named))]
+    optimizer_class = OPTIMIZERS[case.optimizer].torch_optimizer_class(torch)
+    return optimizer_class(groups, **case.kwargs, **torch_impl_kwargs(case))
+
+
+def loss(case, model, x, y, scale):
+    """torch's MSE loss of the case, times the loss scale."""
+    torch = import_torch()
+    value = torch.nn.functional.mse_loss(model(x), y)
+    return value * scale if scale != 1.0 else value
 
 
 @dataclass
@@ -201,7 +131,8 @@ class TorchStep:
     new_state: dict
 
 
-def _state_numpy(state, dtype):
+def state_numpy(state, dtype):
+    """torch's state of one parameter as NumPy arrays (``step`` as a Python int)."""
     out = {}
     for key, value in state.items():
         if key == "step":
@@ -214,46 +145,130 @@ def _state_numpy(state, dtype):
 def torch_trajectory(case, steps=None):
     """Run the torch twin for ``steps`` (default: the case's) and yield a :class:`TorchStep` per step."""
     torch = import_torch()
-    params = initial_params(case)
-    model, named = torch_model(case, params)
-    names = list(named)
-    groups = group_names(case, names)
-    torch_groups = [dict(overrides, params=[named[n] for n in chosen]) for chosen, overrides in groups]
-    optimizer = getattr(torch.optim, TORCH_CLASSES[case.optimizer])(torch_groups, **case.kwargs,
-                                                                    **torch_impl_kwargs(case))
+    model, named = torch_model(case, scenario.initial_params(case))
+    optimizer = torch_optimizer(case, named)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    device = torch_device(case)
-    tdtype = getattr(torch, case.dtype)
-    dt = case.dtype
-    current = {name: to_numpy(t, dt) for name, t in named.items()}
-    current_state = {name: {} for name in names}
+    device, torch_dtype, dtype = torch_device(case), getattr(torch, case.dtype), case.dtype
+    params = {name: to_numpy(tensor, dtype) for name, tensor in named.items()}
+    state = {name: {} for name in named}
     for step in range(1, (steps or case.total_steps) + 1):
-        factor = case.lr_factor(step)
-        lrs = [lr * factor for lr in base_lrs]
+        lrs = [lr * case.lr_factor(step) for lr in base_lrs]
         for group, lr in zip(optimizer.param_groups, lrs):
             group["lr"] = lr
-        x64, y64 = batch(case, step)
-        x = torch.from_numpy(x64).to(device=device, dtype=tdtype)
-        y = torch.from_numpy(y64).to(device=device, dtype=tdtype)
-        scale = loss_scale(case, step)
+        x64, y64 = scenario.batch(case, step)
+        x = torch.from_numpy(x64).to(device=device, dtype=torch_dtype)
+        y = torch.from_numpy(y64).to(device=device, dtype=torch_dtype)
+        scale = scenario.loss_scale(case, step)
         optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        if scale != 1.0:
-            loss = loss * scale
-        loss.backward()
-        all_grads = {name: to_numpy(t.grad, dt) for name, t in named.items()}
+        step_loss = loss(case, model, x, y, scale)
+        step_loss.backward()
+        all_grads = {name: to_numpy(tensor.grad, dtype) for name, tensor in named.items()}
         grads = {}
         for name, tensor in named.items():
             if case.grad_is_none(name, step):
                 tensor.grad = None
-                grads[name] = None
-            else:
-                grads[name] = all_grads[name]
+            grads[name] = None if tensor.grad is None else all_grads[name]
         optimizer.step()
-        new_params = {name: to_numpy(t, dt) for name, t in named.items()}
-        new_state = {name: _state_numpy(optimizer.state[t], dt) if t in optimizer.state else {}
-                     for name, t in named.items()}
-        yield TorchStep(step=step, lrs=lrs, loss_scale=scale, x=to_numpy(x, dt), y=to_numpy(y, dt),
-                        params=current, all_grads=all_grads, grads=grads, loss=float(loss.item()),
-                        state=current_state, new_params=new_params, new_state=new_state)
-        current, current_state = new_params, new_state
+        new_params = {name: to_numpy(tensor, dtype) for name, tensor in named.items()}
+        new_state = {name: state_numpy(optimizer.state[tensor], dtype) if tensor in optimizer.state else {}
+                     for name, tensor in named.items()}
+        yield TorchStep(step=step, lrs=lrs, loss_scale=scale, x=to_numpy(x, dtype), y=to_numpy(y, dtype),
+                        params=params, all_grads=all_grads, grads=grads, loss=float(step_loss.item()),
+                        state=state, new_params=new_params, new_state=new_state)
+        params, state = new_params, new_state
+
+
+class Tape:
+    """A torch trajectory that keeps what it yields (``--record``): the harness consumes it as it would the live
+    trajectory, and :meth:`finish` runs torch to the end if the harness stopped early. ``error`` is torch's
+    error text where torch raised (the steps before it are kept)."""
+
+    def __init__(self, case):
+        self.steps, self.error = [], None
+        self._trajectory = torch_trajectory(case)
+
+    def __iter__(self):
+        try:
+            for step in self._trajectory:
+                self.steps.append(step)
+                yield step
+        except Exception as error:  # torch's own exception, recorded as text
+            self.error = f"{type(error).__name__}: {error}"
+            raise
+
+    def finish(self):
+        """Run torch to the end of the case (if the consumer stopped early); return (steps, error)."""
+        if self.error is None:
+            try:
+                for _ in self:
+                    pass
+            except Exception:
+                pass
+        return self.steps, self.error
+
+
+class TorchStepper:
+    """torch's model and optimizer of a case, stepped from given inputs: the replay of a recording.
+
+    :meth:`loss_and_grads` is autograd at given params on a given batch; :meth:`step` loads given params,
+    grads and optimizer state into torch and takes one optimizer step.
+    """
+
+    def __init__(self, case, initial_params):
+        torch = self.torch = import_torch()
+        self.case = case
+        self.model, self.named = torch_model(case, initial_params)
+        self.optimizer = torch_optimizer(case, self.named)
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.device, self.torch_dtype = torch_device(case), getattr(torch, case.dtype)
+
+    def tensor(self, array):
+        """A new torch tensor (never a view of the caller's array: torch's in-place ops must not reach it)."""
+        return self.torch.tensor(np.asarray(array, dtype=np.float64), device=self.device).to(self.torch_dtype)
+
+    def load_params(self, params):
+        with self.torch.no_grad():
+            for name, tensor in self.named.items():
+                tensor.copy_(self.tensor(params[name]))
+
+    def loss_and_grads(self, params, x, y, scale):
+        self.load_params(params)
+        self.optimizer.zero_grad(set_to_none=True)
+        step_loss = loss(self.case, self.model, self.tensor(x), self.tensor(y), scale)
+        step_loss.backward()
+        return float(step_loss.item()), {name: to_numpy(t.grad, self.case.dtype) for name, t in self.named.items()}
+
+    def step(self, params, grads, state, lrs):
+        """One optimizer step from ``params``, ``grads`` (None: no grad) and ``state``; returns (params, state)."""
+        self.load_params(params)
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        for name, tensor in self.named.items():
+            tensor.grad = None if grads[name] is None else self.tensor(grads[name])
+            self._load_state(tensor, state[name])
+        self.optimizer.step()
+        dtype = self.case.dtype
+        return ({name: to_numpy(tensor, dtype) for name, tensor in self.named.items()},
+                {name: state_numpy(self.optimizer.state[tensor], dtype) if tensor in self.optimizer.state else {}
+                 for name, tensor in self.named.items()})
+
+    def _load_state(self, param, state):
+        """Make the optimizer's state of ``param`` hold exactly ``state`` (in place where the tensors exist)."""
+        torch, optimizer = self.torch, self.optimizer
+        if not state:
+            optimizer.state.pop(param, None)
+            return
+        current = optimizer.state[param]
+        for key in [key for key in current if key not in state]:
+            del current[key]
+        for key, value in state.items():
+            if key == "step":
+                if torch.is_tensor(current.get(key)):
+                    current[key].fill_(float(value))
+                else:  # torch keeps a float32 step (float64 under a float64 default dtype) on the CPU
+                    current[key] = torch.tensor(float(value), dtype=torch.float32 if torch.get_default_dtype()
+                                                != torch.float64 else torch.float64)
+            elif torch.is_tensor(current.get(key)):
+                current[key].copy_(self.tensor(value))
+            else:
+                current[key] = self.tensor(value).clone()

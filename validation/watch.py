@@ -3,7 +3,7 @@
 Attached to a torch SGD, RMSprop, Adam or AdamW through torch's step hooks, the watcher
 
 1. before each step, copies the params, their grads, the optimizer state and the group hyperparameters
-   (as they are then: a scheduler's lr included) into the equivalent refwd optimizer (:mod:`validation.interop`);
+   (as they are then: a scheduler's lr included) into the equivalent refwd optimizer (:mod:`refwd_validation.interop`);
 2. lets torch step, and steps refwd from the same copies;
 3. compares torch's params and every state tensor, per parameter, with refwd's, in ULPs.
 
@@ -14,14 +14,14 @@ step, parameter name, state key, element index, refwd value, torch value, ULPs.
 
 In a test suite::
 
-    from validation.watch import watch
+    from refwd_validation.watch import watch
 
     with watch(optimizer, model):          # raises WatchError at the first step that disagrees
         for x, y in batches:
             ...; optimizer.step()
 
 The watcher copies every parameter, gradient and state tensor each step and runs the NumPy rule on the
-CPU: it is meant for tests and short checks, not for production training (``validation/bench_watch.py``
+CPU: it is meant for tests and short checks, not for production training (``benchmarks/bench_watch.py``
 measures the overhead).
 """
 import functools
@@ -31,17 +31,11 @@ import sys
 
 import numpy as np
 
-import refwd
-
 from . import interop, tolerance
-from .harness import Mismatch  # the harness's pinpoint: check, step, parameter, key, element, values, ULPs
+from .compare import Check, Comparer
+from .optimizers import spec_for_refwd
 
 logger = logging.getLogger(__name__)
-
-
-# The key of each refwd optimizer class in validation.tolerance (AdamW before Adam: it subclasses it).
-TOLERANCE_KEYS = ((refwd.optim.AdamW, "adamw"), (refwd.optim.Adam, "adam"), (refwd.optim.RMSprop, "rmsprop"),
-                  (refwd.optim.SGD, "sgd"))
 
 
 class WatchError(AssertionError):
@@ -60,8 +54,8 @@ class Watcher:
     ``model`` names the parameters (its ``named_parameters()``); without it the optimizer's groups must
     carry ``param_names``. ``on_mismatch`` is ``"raise"`` (:class:`WatchError` out of ``optimizer.step()``,
     after torch has stepped) or ``"log"`` (a warning on ``logger``; the watcher goes on). The comparison is
-    the harness's lock-step check: ULPs of the error scale of one step (:func:`validation.tolerance.step_scales`)
-    against :func:`validation.tolerance.budget`. Every mismatch is kept in ``mismatches``; ``worst`` keeps the
+    the harness's lock-step check: ULPs of the error scale of one step (:func:`refwd_validation.tolerance.step_scales`)
+    against :func:`refwd_validation.tolerance.budget`. Every mismatch is kept in ``mismatches``; ``worst`` keeps the
     largest difference seen per state key, within budget or not, and ``agreement`` the worst ULPs per
     parameter and key of the last step checked.
     """
@@ -148,19 +142,14 @@ class Watcher:
             refwd_values = {"param": expected_params[name], **reference.state.get(name, {})}
             scales = functools.cache(functools.partial(self._scales, reference, name, before,
                                                        state_before.get(name, {})))
+            comparer = Comparer(before["params"][name].dtype.name)
             self.agreement[name] = {}
             for key in sorted(set(torch_values) | set(refwd_values)):
-                if key not in torch_values or key not in refwd_values:
-                    side = "refwd" if key in refwd_values else "torch"
-                    found = [Mismatch("lockstep", self.steps, name, key, None, None, None, math.inf, 0.0,
-                                      message=f"state key {key!r} only in {side}'s state")]
-                    self.agreement[name][key] = math.inf
-                else:
-                    self.agreement[name][key], found = self._compare(name, key, refwd_values[key],
-                                                                     torch_values[key], scales)
-                    if key != "step":
-                        self.worst[key] = max(self.worst.get(key, 0.0), self.agreement[name][key])
-                mismatches += found
+                self.agreement[name][key] = self._compare(comparer, name, key, refwd_values.get(key),
+                                                          torch_values.get(key), scales)
+                if key != "step" and key in torch_values and key in refwd_values:
+                    self.worst[key] = max(self.worst.get(key, 0.0), self.agreement[name][key])
+            mismatches += comparer.mismatches
         if mismatches:
             self.mismatches += mismatches
             if self.on_mismatch == "raise":
@@ -176,34 +165,32 @@ class Watcher:
             return {key: np.zeros(np.shape(value)) for key, value in {"param": param, **state}.items()}
         group = next(group for group in reference.param_groups if name in group["params"])
         hyperparameters = {key: group[key] for key in reference.defaults}
-        optimizer_key = next(key for cls, key in TOLERANCE_KEYS if isinstance(reference, cls))
-        return tolerance.step_scales(optimizer_key, param, grad, state, hyperparameters, param.dtype.name)
+        return tolerance.step_scales(spec_for_refwd(reference).error_scale_rule, param, grad, state,
+                                     hyperparameters, param.dtype.name)
 
-    def _compare(self, name, key, refwd_value, torch_value, scales):
-        """(worst ULPs, mismatches) of one tensor; ``scales()`` gives the step's error scales, on demand."""
+    def _compare(self, comparer, name, key, refwd_value, torch_value, scales):
+        """The worst ULPs of one tensor (a mismatch goes to ``comparer``); ``scales()`` gives the step's error
+        scales, on demand."""
+        step = self.steps
+        if refwd_value is None or torch_value is None:
+            side = "refwd" if torch_value is None else "torch"
+            comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
+                              message=f"state key {key!r} only in {side}'s state")
+            return math.inf
         if key == "step":
-            if refwd_value == int(torch_value):
-                return 0.0, []
-            return math.inf, [Mismatch("lockstep", self.steps, name, key, None, refwd_value, int(torch_value),
-                                       math.inf, 0.0, message=f"step count: refwd {refwd_value} vs torch "
-                                                              f"{int(torch_value)}")]
+            comparer.compare_count(Check.LOCKSTEP, step, name, int(refwd_value), int(torch_value))
+            return 0.0 if int(refwd_value) == int(torch_value) else math.inf
         if refwd_value.shape != torch_value.shape or refwd_value.dtype != torch_value.dtype:
-            return math.inf, [Mismatch("lockstep", self.steps, name, key, None, None, None, math.inf, 0.0,
-                                       message=f"refwd has {refwd_value.dtype} {refwd_value.shape}, torch "
-                                               f"{torch_value.dtype} {torch_value.shape}")]
+            comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
+                              message=f"refwd has {refwd_value.dtype} {refwd_value.shape}, torch "
+                                      f"{torch_value.dtype} {torch_value.shape}")
+            return math.inf
         if np.array_equal(refwd_value, torch_value, equal_nan=True):
-            return 0.0, []
-        dtype = refwd_value.dtype.name
-        scale = scales()[key]
-        ulps = tolerance.ulps(refwd_value, torch_value, scale, dtype)
-        worst = np.unravel_index(int(np.argmax(ulps)), ulps.shape)
-        budget = tolerance.budget(dtype, key)
-        if ulps[worst] <= budget:
-            return float(ulps[worst]), []
-        return float(ulps[worst]), [Mismatch("lockstep", self.steps, name, key, tuple(int(i) for i in worst),
-                                             refwd_value[worst].item(), torch_value[worst].item(),
-                                             float(ulps[worst]), budget,
-                                             float(np.broadcast_to(scale, ulps.shape)[worst]))]
+            return 0.0
+        worst = comparer.measure(Check.LOCKSTEP, step, name, key, refwd_value, torch_value, scales()[key])
+        if worst.ulps > worst.budget:
+            comparer.record(worst)
+        return worst.ulps
 
     def _grads(self, tensors):
         return {name: None if tensor.grad is None else interop.to_numpy(tensor.grad, f"grad of {name!r}")

@@ -6,15 +6,17 @@ Run from the repository root:  python docs/examples/mid_training_check.py
 The recipe of docs/interop.md: (1) restore the model and optimizer from a checkpoint as usual; (2) convert them
 to refwd (params and the optimizer with its state, hyperparameters and param groups); (3) compute torch's
 gradients on one batch and give the same gradients to both; (4) step both and compare, per parameter and state
-key, in ULPs of the error scale (validation.tolerance, the harness's lock-step check).
+key, in ULPs of the error scale (refwd_validation.tolerance, the harness's lock-step check).
 """
 import io
 
 import numpy as np
 import torch
 
-from validation import interop, tolerance
-from validation.watch import watch
+from refwd_validation import interop, tolerance
+from refwd_validation.compare import Check, Comparer
+from refwd_validation.optimizers import OPTIMIZERS
+from refwd_validation.watch import watch
 
 # --- 0. Something that has been training for a while, saved as a checkpoint --------------------------------------
 torch.manual_seed(0)
@@ -55,23 +57,25 @@ new_params = reference.step(params, grads)
 optimizer.step()
 torch_params = interop.params_from_torch(model)                # torch's params and state, converted the same way
 torch_state = interop.optimizer_from_torch(optimizer, model).state
+comparer = Comparer("float32")                                 # refwd's one comparer, as the harness uses it
 print("\n| parameter | key | max |refwd − torch| | ULPs of the error scale | budget |")
 print("|---|---|---:|---:|---:|")
 for group in reference.param_groups:
     hyperparameters = {key: group[key] for key in reference.defaults}
     for name in group["params"]:
         # the error scale of this parameter's step: how far two correct evaluations may differ, per element
-        scales = tolerance.step_scales("adam", params[name], grads[name], state_before[name], hyperparameters,
-                                       params[name].dtype.name)
+        scales = tolerance.step_scales(OPTIMIZERS["adam"].error_scale_rule, params[name], grads[name],
+                                       state_before[name], hyperparameters, params[name].dtype.name)
         torch_values = {"param": torch_params[name], **torch_state[name]}
         refwd_values = {"param": new_params[name], **reference.state[name]}
         for key in refwd_values:
             if key == "step":
-                assert refwd_values[key] == torch_values[key]
+                comparer.compare_count(Check.LOCKSTEP, 1, name, refwd_values[key], torch_values[key])
                 continue
-            ulps = tolerance.ulps(refwd_values[key], torch_values[key], scales[key], "float32")
+            worst = comparer.measure(Check.LOCKSTEP, 1, name, key, refwd_values[key], torch_values[key], scales[key])
             difference = np.max(np.abs(refwd_values[key] - torch_values[key]))
-            print(f"| {name} | {key} | {difference:.3g} | {ulps.max():.3f} | {tolerance.budget('float32', key):g} |")
+            print(f"| {name} | {key} | {difference:.3g} | {worst.ulps:.3f} | {worst.budget:g} |")
+assert not comparer.mismatches and all(worst.ulps <= 2 for worst in comparer.worst.values())
 
 # --- The same check in three lines, with the watcher, for the next step -------------------------------------------
 with watch(optimizer, model) as watcher:      # raises WatchError with the pinpoint if a step disagrees

@@ -9,7 +9,7 @@ loop itself changes.
 """
 import torch
 
-from validation.watch import WatchError, watch
+from refwd_validation.watch import WatchError, watch
 
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
@@ -49,4 +49,4 @@ except WatchError as error:
 finally:
     handle.remove()
 
-# 3. Or log and go on: each mismatch is a warning on the "validation.watch" logger and kept in .mismatches.
+# 3. Or log and go on: each mismatch is a warning on the "refwd_validation.watch" logger and kept in .mismatches.

@@ -12,7 +12,7 @@ smaller, by a factor that does not depend on the gradients. The gap 1 − ρ_t f
 0.999. Before that AdamW moves up to 1/√(1 − α) times less (10× at t = 1 for α = 0.99), and the difference
 already made stays in the trajectory: the two runs are close per step but not along the whole way.
 
-``python -m refwd.experiments.adamw_as_rmsprop`` prints the thresholds (derived and measured with the
+``python -m experiments.adamw_as_rmsprop`` prints the thresholds (derived and measured with the
 rules) and a training run with α = 0.99. Note that torch needs ``betas=(0.0, 0.99)``: an int 0 is rejected.
 """
 import math

@@ -1,7 +1,7 @@
-"""Measure the watcher's overhead per optimizer step: ``python -m validation.bench_watch``.
+"""Measure the watcher's overhead per optimizer step: ``python benchmarks/bench_watch.py``.
 
 For each optimizer and model size, times a training step (forward, backward, optimizer.step) without and with a
-:class:`validation.watch.Watcher` attached, and prints the median per-step times and the difference. Not a
+:class:`refwd_validation.watch.Watcher` attached, and prints the median per-step times and the difference. Not a
 test: timings depend on the machine, so nothing here asserts a figure.
 """
 import argparse

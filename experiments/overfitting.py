@@ -10,7 +10,7 @@ MLP [1, 48, 48, 1] (2,500 parameters) trained full-batch by Adam:
 - early stopping, the seeds' patience loop, watches the validation loss and stops the undecayed run once it
   has not improved for ``patience`` steps, returning the best weights seen: the baseline for what decay buys.
 
-``python -m refwd.experiments.overfitting`` prints the losses of the three.
+``python -m experiments.overfitting`` prints the losses of the three.
 """
 from dataclasses import dataclass
 

@@ -22,7 +22,7 @@ SGD, SGD with momentum and Adam + L2 converge to it. Decoupled decay changes the
 The check is numerical: θ_AdamW (solved by Newton's method) is a fixed point of ``adamw_step`` with
 steady-state moments, the ridge solution is not, and an AdamW run from the usual initialisation stays, over its last
 steps, within a fraction of its lr of θ_AdamW (Adam's sign-like steps circle it at interior coordinates), far from
-the ridge solution. ``python -m refwd.experiments.fixed_points`` prints the distances.
+the ridge solution. ``python -m experiments.fixed_points`` prints the distances.
 """
 from dataclasses import dataclass
 

@@ -1,6 +1,6 @@
 """Experiments on weight decay: each module has a pure ``run(...)`` returning a result, and a ``main()`` report.
 
-Run one with ``python -m refwd.experiments.<name>``; each takes seconds, is deterministic (fixed seeds,
+Run one with ``python -m experiments.<name>``; each takes seconds, is deterministic (fixed seeds,
 full-batch gradients, float64) and never imports torch. tests/test_experiments.py asserts each conclusion,
 and docs/make_figures.py draws the figures of docs/experiments.md from the same results.
 

@@ -14,7 +14,7 @@ AdamW shrinks every weight by the same γλ. This experiment trains Adam + L2 an
   parameters whose loss gradient ∇L has the largest root mean square over the run decay least;
 - its change over time: k_i at step 30 against step 300, parameter by parameter.
 
-``python -m refwd.experiments.effective_decay`` prints the quantiles, the correlation and the changes.
+``python -m experiments.effective_decay`` prints the quantiles, the correlation and the changes.
 """
 import math
 from dataclasses import dataclass

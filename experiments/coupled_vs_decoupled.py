@@ -10,7 +10,7 @@ before the update (SGDW, RMSpropW, AdamW):
   γλ/(√v + ε) instead of γλ. The trajectories part at the first step and end far apart; with the same λ,
   coupled decay is much stronger than decoupled, because √v ≪ 1 for most weights (see experiment 2).
 
-``python -m refwd.experiments.coupled_vs_decoupled`` prints the gap per step and the final weights.
+``python -m experiments.coupled_vs_decoupled`` prints the gap per step and the final weights.
 """
 from dataclasses import dataclass
 

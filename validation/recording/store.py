@@ -1,0 +1,482 @@
+"""The recording format: write torch's trajectories of the cases run, and read and verify them.
+
+Layout of a recording::
+
+    DIR/manifest.json                  schema version, environment, case definitions, the SHA-256 of every
+                                       data file, per case its steps, torch's error if any, its verdict
+    DIR/cases/NNN-<configuration>.npz  the cases of one configuration (all dtypes and implementations)
+
+Storage: the matrix repeats itself (the foreach implementation equals the for-loop on CPU bit for bit, the
+first gradients of a configuration are the same for all its implementations, ...), so every tensor of every
+step is a *chunk* stored once, in the file of the first case that has it, and numbered in recording order; a
+case holds an index (tensor → chunk number per step), a file the chunks its cases introduce, as byte-shuffled
+planes (the sign and exponent bytes of neighbouring values compress well together; the low mantissa bytes do
+not), LZMA-compressed. float16 and bfloat16 values are stored exactly as float32.
+
+A recording is read one way: :meth:`RecordedCase.trajectory` yields its steps as the live twin does
+(:class:`refwd_validation.twin.TorchStep`), for the replay and for the reference check alike.
+
+Safety: a recording is data only. Manifests are JSON; arrays are read with ``np.load(allow_pickle=False)``;
+every data file's SHA-256 is checked before it is read; file names are checked to stay inside ``cases/``. Any
+problem (a missing, truncated, corrupted or tampered file, an unknown or newer schema, a case on one side
+only, another device than requested) is a :class:`RecordingError` naming the file or case, exit code 2.
+"""
+import dataclasses
+import datetime
+import hashlib
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import scenario, twin
+from ..cases import Case
+from ..dtypes import compute_dtype
+from ..compare import jsonable
+from ..report import environment
+
+FORMAT = "refwd-torch-recording"
+SCHEMA_VERSION = 2          # 2: cases carry their configuration name; 1 (refwd 0.1) is read too
+MANIFEST = "manifest.json"
+STORED_DTYPES = ("float64", "float32")      # float16 and bfloat16 are stored (exactly) as float32
+
+
+class RecordingError(Exception):
+    """A recording that cannot be trusted or used: the message names the file or case. Exit code 2."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def case_definition(case):
+    """A case as JSON-ready data (every field; tuples become lists)."""
+    return {f.name: jsonable(getattr(case, f.name)) for f in dataclasses.fields(case)}
+
+
+def case_from_definition(definition, where, schema_version=SCHEMA_VERSION):
+    """The :class:`Case` of a manifest entry (lists become tuples again, so it equals the original).
+
+    Schema 1 (refwd 0.1) had no ``config`` (it is the case id less its last three parts) and a ``tags`` field.
+    """
+    if not isinstance(definition, dict):
+        raise RecordingError(f"{where}: its definition is not a JSON object")
+    if schema_version == 1:
+        definition = {key: value for key, value in definition.items() if key != "tags"}
+        if isinstance(definition.get("id"), str):
+            definition.setdefault("config", definition["id"].rsplit("-", 3)[0])
+    names = {f.name for f in dataclasses.fields(Case)}
+    unknown = sorted(set(definition) - names)
+    if unknown:
+        raise RecordingError(f"{where}: unknown case fields {unknown} (recorded by a newer refwd?)")
+    try:
+        return Case(**{key: _tupled(value) for key, value in definition.items()})
+    except TypeError as error:
+        raise RecordingError(f"{where}: not a case definition: {error}") from None
+
+
+def _tupled(value):
+    if isinstance(value, list):
+        return tuple(_tupled(item) for item in value)
+    return value
+
+
+def record_trajectory(case):
+    """Run torch on ``case`` (one thread) and return (its :class:`refwd_validation.twin.TorchStep` s, the error
+    text or None). A torch error ends the trajectory; the steps before it are kept and the error is recorded (a
+    documented torch error is part of torch's behaviour, and a later version that stops raising it has changed).
+    """
+    with twin.one_thread():
+        return twin.Tape(case).finish()
+
+
+def first_irreproducible_step(steps, again):
+    """The first step at which two runs of the same torch differ bit for bit (None: the runs agree).
+
+    torch 2.13's fused SGD on float16/bfloat16 CPU params reads memory it never wrote (pytorch/pytorch#191763),
+    so its numbers change from run to run; such a case cannot be compared bit for bit with another version.
+    """
+    for first, second in zip(steps, again):
+        for name in first.new_params:
+            pairs = [(first.new_params[name], second.new_params[name]), (first.all_grads[name], second.all_grads[name])]
+            pairs += [(value, second.new_state[name].get(key)) for key, value in first.new_state[name].items()]
+            if any(np.asarray(a).tobytes() != np.asarray(b).tobytes() for a, b in pairs):
+                return first.step
+    return None
+
+
+class Writer:
+    """Writes a recording: ``add(case, steps, error, reference)`` per case, then ``finish()``.
+
+    ``directory`` must not exist or be empty: a recording is never mixed with, or written over, another.
+    Consecutive cases of one configuration (the same case id but for dtype, implementation and device) go into
+    one file, so that the compressor sees a fused trajectory next to the for-loop one it nearly repeats.
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        if self.directory.exists() and (not self.directory.is_dir() or any(self.directory.iterdir())):
+            raise RecordingError(f"{self.directory} exists and is not an empty directory; record into a new one")
+        (self.directory / "cases").mkdir(parents=True, exist_ok=True)
+        self.known = {}          # chunk digest -> chunk number (numbered in the order first seen)
+        self.entries = []
+        self.files = []
+        self.created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        self._open = None        # (configuration, file name, members, new chunks) of the file being filled
+
+    def add(self, case, steps, error=None, reference=None, irreproducible_step=None):
+        """Store one case: its torch ``steps`` (TorchSteps), the torch ``error`` that ended it, the verdict, and
+        the first step at which a second run of torch differed (None: reproducible)."""
+        configuration = case.config
+        if self._open is None or self._open[0] != configuration:
+            self._flush()
+            self._open = (configuration, f"cases/{len(self.files):03d}-{configuration}.npz", {}, [])
+        _, path, members, new_chunks = self._open
+        for name, array in self._case_arrays(case, steps, new_chunks).items():
+            members[f"{case.id}/{name}"] = array
+        self.entries.append({"id": case.id, "file": path, "steps": len(steps), "error": error,
+                             "irreproducible_step": irreproducible_step, "reference": reference,
+                             "definition": case_definition(case)})
+
+    def finish(self):
+        """Write the last file and the manifest; return the manifest."""
+        self._flush()
+        manifest = {
+            "format": FORMAT, "schema_version": SCHEMA_VERSION, "created": self.created,
+            "environment": environment(),
+            "devices": sorted({entry["definition"]["device"] for entry in self.entries}),
+            "storage": "each tensor of each step stored once, byte-shuffled, in LZMA-compressed .npz files, one "
+                       "per configuration (refwd_validation/recording/store.py)",
+            "total_bytes": sum(entry["bytes"] for entry in self.files),
+            "files": self.files, "cases": self.entries,
+        }
+        (self.directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        return manifest
+
+    def _flush(self):
+        if self._open is None:
+            return
+        _, path, members, new_chunks = self._open
+        for dtype in STORED_DTYPES:
+            chunks = [chunk for chunk in new_chunks if chunk.dtype == dtype]
+            members[f"chunks/{dtype}"] = _shuffle(np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype))
+        members["chunk_dtypes"] = np.array([STORED_DTYPES.index(chunk.dtype.name) for chunk in new_chunks],
+                                           dtype=np.uint8)
+        members["chunk_sizes"] = np.array([chunk.size for chunk in new_chunks], dtype=np.int64)
+        _save_npz(self.directory / path, members)
+        full = self.directory / path
+        self.files.append({"path": path, "sha256": _sha256(full), "bytes": full.stat().st_size})
+        self._open = None
+
+    def _case_arrays(self, case, steps, new_chunks):
+        """One case's arrays: loss and lrs per step; per tensor, its chunk number at every step (-1: absent).
+
+        Rows of ``index`` are tensors ("param/0.weight", "grad/0.weight", "state/0.weight/exp_avg", "x", "y"),
+        columns positions 0..T: a param's value before step 1 and after each step; the other tensors' values
+        of steps 1..T at columns 1..T (column 0 is -1). ``counts`` holds the state's step counts (-1: none).
+        """
+        dtype = "float32" if case.lowp else case.dtype
+        initial = steps[0].params if steps else scenario.initial_params(case)
+        names = list(initial)
+        series = {"x": [None] + [step.x for step in steps], "y": [None] + [step.y for step in steps]}
+        counted = []
+        for name in names:
+            series[f"param/{name}"] = [initial[name]] + [step.new_params[name] for step in steps]
+            series[f"grad/{name}"] = [None] + [step.all_grads[name] for step in steps]
+            for key in sorted({key for step in steps for key in step.new_state[name]} - {"step"}):
+                series[f"state/{name}/{key}"] = [None] + [step.new_state[name].get(key) for step in steps]
+            if any("step" in step.new_state[name] for step in steps):
+                counted.append(name)
+        shapes = np.full((len(series), 4), -1, dtype=np.int64)
+        for row, values in enumerate(series.values()):
+            shape = next((np.shape(value) for value in values if value is not None), ())  # () if torch never ran
+            shapes[row, :len(shape)] = shape
+        return {
+            "loss": np.array([step.loss for step in steps], dtype=np.float64),
+            "lrs": np.array([step.lrs for step in steps], dtype=np.float64).reshape(len(steps), -1 if steps else 0),
+            "tensors": np.array(list(series), dtype=str),
+            "shapes": shapes,
+            "index": np.array([[self._chunk(value, dtype, new_chunks) for value in values]
+                               for values in series.values()], dtype=np.int64).reshape(len(series), len(steps) + 1),
+            "counted": np.array(counted, dtype=str),
+            "counts": np.array([[step.new_state[name].get("step", -1) for step in steps] for name in counted],
+                               dtype=np.int64).reshape(len(counted), len(steps)),
+        }
+
+    def _chunk(self, value, dtype, new_chunks):
+        """The chunk number of one tensor at one step (-1: absent), adding it to this file if it is new."""
+        if value is None:
+            return -1
+        value = np.ascontiguousarray(value, dtype=dtype)
+        digest = hashlib.sha256(dtype.encode() + repr(value.shape).encode() + value.tobytes()).digest()
+        if digest not in self.known:
+            self.known[digest] = len(self.known)
+            new_chunks.append(value.reshape(-1))
+        return self.known[digest]
+
+
+def _save_npz(path, members):
+    """An .npz (a zip of .npy files) with LZMA compression; np.load reads it as any other."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_LZMA) as archive:
+        for name, array in members.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asarray(array), allow_pickle=False)
+
+
+def _shuffle(flat):
+    """Byte planes: (itemsize, n) uint8, plane k holding byte k of every value."""
+    return np.ascontiguousarray(flat.view(np.uint8).reshape(-1, flat.itemsize).T)
+
+
+def _unshuffle(planes, dtype):
+    return np.ascontiguousarray(planes.T).reshape(-1).view(dtype)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+
+class Recorder:
+    """A reporter for ``refwd validate --record DIR``: records torch's trajectory of every case run.
+
+    The harness ran torch once on a :class:`refwd_validation.twin.Tape` (:meth:`tape`); the recorder keeps that
+    run and runs torch once more, to find the steps at which torch does not reproduce itself.
+    """
+
+    def __init__(self, directory):
+        self.writer = Writer(directory)
+        self.tapes = {}
+
+    def tape(self, case):
+        self.tapes[case.id] = twin.Tape(case)
+        return self.tapes[case.id]
+
+    def start(self, cases):
+        pass
+
+    def result(self, result):
+        steps, error = self.tapes.pop(result.case.id).finish()
+        irreproducible = first_irreproducible_step(steps, record_trajectory(result.case)[0])
+        reference = {"status": str(result.status), "worst_ulps": jsonable(result.worst_ulps), "detail": result.detail}
+        self.writer.add(result.case, steps, error, reference, irreproducible)
+
+    def finish(self, results, seconds):
+        self.manifest = self.writer.finish()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading
+
+
+class RecordedTorchError(Exception):
+    """The recorded torch raised here (the message is its error text): replayed as the live torch would raise."""
+
+
+@dataclass
+class RecordedCase:
+    """One case of a recording: its definition, its torch trajectory (as arrays), and what was recorded with it."""
+
+    case: Case
+    file: str
+    steps: int
+    error: str | None
+    reference: dict | None
+    irreproducible_step: int | None
+    arrays: dict = field(repr=False)     # "loss", "lrs", "count/<name>", and per tensor a list over steps
+
+    @property
+    def names(self):
+        return [tensor[len("param/"):] for tensor in self.arrays if tensor.startswith("param/")]
+
+    def initial_params(self):
+        return {name: self.tensor(f"param/{name}", 0) for name in self.names}
+
+    def tensor(self, name, position):
+        """The recorded tensor ``name`` ("param/0.weight", "grad/0.weight", "state/0.weight/exp_avg", "x", "y")
+        at ``position`` t: a param after step t (t = 0: the initial value), anything else of step t; None where
+        absent (a state before the parameter's first gradient)."""
+        return self.arrays[name][position]
+
+    def state(self, name, steps_done):
+        """The recorded optimizer state of ``name`` after ``steps_done`` steps ({} before its first grad)."""
+        if steps_done == 0:
+            return {}
+        prefix = f"state/{name}/"
+        state = {tensor[len(prefix):]: values[steps_done] for tensor, values in self.arrays.items()
+                 if tensor.startswith(prefix) and values[steps_done] is not None}
+        counts = self.arrays.get(f"count/{name}")
+        if counts is not None and counts[steps_done - 1] >= 0:
+            state["step"] = int(counts[steps_done - 1])
+        return state
+
+    def trajectory(self):
+        """The recorded torch run as :class:`refwd_validation.twin.TorchStep` s, as the live twin yields them
+        (float16/bfloat16 upcast to float64, every array a writable copy); raises :class:`RecordedTorchError`
+        after the last step where the recorded torch raised."""
+        case, names = self.case, self.names
+        compute = compute_dtype(case.dtype)
+
+        def values(kind, position):
+            return {name: _as(self.tensor(f"{kind}/{name}", position), compute) for name in names}
+
+        def state(position):
+            return {name: {key: value if key == "step" else _as(value, compute)
+                           for key, value in self.state(name, position).items()} for name in names}
+
+        for step in range(1, self.steps + 1):
+            grads = values("grad", step)
+            yield twin.TorchStep(
+                step=step, lrs=[float(lr) for lr in self.arrays["lrs"][step - 1]],
+                loss_scale=scenario.loss_scale(case, step), x=_as(self.tensor("x", step), compute),
+                y=_as(self.tensor("y", step), compute), params=values("param", step - 1), all_grads=grads,
+                grads={name: None if case.grad_is_none(name, step) else grad for name, grad in grads.items()},
+                loss=float(self.arrays["loss"][step - 1]), state=state(step - 1),
+                new_params=values("param", step), new_state=state(step))
+        if self.error:
+            raise RecordedTorchError(self.error)
+
+
+def _as(array, dtype):
+    return None if array is None else np.array(array, dtype=dtype)
+
+
+@dataclass
+class Recording:
+    directory: Path
+    manifest: dict
+    cases: dict          # id -> RecordedCase, in recording order
+
+    @property
+    def environment(self):
+        return self.manifest.get("environment", {})
+
+
+def load(directory):
+    """Read and verify a recording. Raises :class:`RecordingError` naming the file or case on any problem."""
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    files = _check_files(directory, manifest)
+    chunks = []
+    members = {path: _read_file(directory, path, chunks) for path in files}  # in order: chunk numbers grow
+    cases = {}
+    for entry in manifest["cases"]:
+        where = f"{MANIFEST}: case {entry.get('id')!r}" if isinstance(entry, dict) else f"{MANIFEST}: a case entry"
+        if not isinstance(entry, dict) or not {"id", "file", "steps", "definition"} <= set(entry):
+            raise RecordingError(f"{where} lacks id, file, steps or definition")
+        case = case_from_definition(entry["definition"], where, manifest["schema_version"])
+        if case.id != entry["id"]:
+            raise RecordingError(f"{where}: its definition has id {case.id!r}")
+        if entry["id"] in cases:
+            raise RecordingError(f"{where} appears twice")
+        if entry["file"] not in files:
+            raise RecordingError(f"{where}: its file {entry['file']!r} is not listed with a SHA-256 in 'files'")
+        arrays = _case_arrays(entry["file"], members[entry["file"]], case, entry["steps"], chunks)
+        cases[case.id] = RecordedCase(case=case, file=entry["file"], steps=int(entry["steps"]),
+                                      error=entry.get("error"), reference=entry.get("reference"),
+                                      irreproducible_step=entry.get("irreproducible_step"), arrays=arrays)
+    return Recording(directory=directory, manifest=manifest, cases=cases)
+
+
+def _read_manifest(directory):
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise RecordingError(f"{path} not found: {directory} is not a refwd recording")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RecordingError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise RecordingError(f"{path} is not a refwd recording manifest (format {_get(manifest, 'format')!r}, "
+                             f"expected {FORMAT!r})")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RecordingError(f"{path}: unknown schema version {version!r}")
+    if version > SCHEMA_VERSION:
+        raise RecordingError(f"{path}: schema version {version} is newer than this refwd reads ({SCHEMA_VERSION}); "
+                             "upgrade refwd to read it")
+    for key, kind in (("files", list), ("cases", list), ("environment", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise RecordingError(f"{path}: '{key}' is missing or not a {kind.__name__}")
+    return manifest
+
+
+def _get(mapping, key):
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+SAFE_FILE = re.compile(r"cases/[A-Za-z0-9][A-Za-z0-9._-]*\.npz")
+
+
+def _check_files(directory, manifest):
+    """Every listed file: a safe name inside cases/, present, and with the recorded SHA-256. Nothing unlisted."""
+    files = {}
+    for entry in manifest["files"]:
+        path = _get(entry, "path")
+        if not isinstance(path, str) or not SAFE_FILE.fullmatch(path) or ".." in path:
+            raise RecordingError(f"{MANIFEST}: file entry {path!r} is not a file name inside cases/")
+        if path in files:
+            raise RecordingError(f"{MANIFEST}: {path} is listed twice")
+        full = directory / path
+        if not full.is_file():
+            raise RecordingError(f"{path}: listed in {MANIFEST} but missing")
+        found = _sha256(full)
+        if found != _get(entry, "sha256"):
+            raise RecordingError(f"{path}: SHA-256 mismatch (manifest {_get(entry, 'sha256')}, file {found}): the "
+                                 "file was changed, truncated or corrupted after recording")
+        files[path] = entry
+    unlisted = sorted(str(p.relative_to(directory)) for p in (directory / "cases").glob("*")
+                      if str(p.relative_to(directory)) not in files) if (directory / "cases").is_dir() else []
+    if unlisted:
+        raise RecordingError(f"{unlisted[0]}: a file in the recording that {MANIFEST} does not list")
+    return files
+
+
+def _read_file(directory, path, chunks):
+    """The members of one data file; the chunks it introduces are appended to ``chunks``."""
+    try:
+        with np.load(directory / path, allow_pickle=False) as data:
+            members = {name: data[name] for name in data.files}
+    except Exception as error:  # a zip or .npy that does not parse, even with a matching hash
+        raise RecordingError(f"{path}: not a readable .npz ({type(error).__name__}: {error})") from None
+    try:
+        streams = [_unshuffle(members[f"chunks/{dtype}"], dtype) for dtype in STORED_DTYPES]
+        offsets = [0] * len(STORED_DTYPES)
+        for code, size in zip(members["chunk_dtypes"], members["chunk_sizes"], strict=True):
+            chunk = streams[code][offsets[code]:offsets[code] + size]
+            chunk.flags.writeable = False  # shared by every case that has this tensor: never to be changed
+            chunks.append(chunk)
+            offsets[code] += int(size)
+        if offsets != [stream.size for stream in streams]:
+            raise ValueError(f"chunk sizes add up to {offsets}, the streams hold {[s.size for s in streams]}")
+    except (KeyError, ValueError, IndexError) as error:
+        raise RecordingError(f"{path}: malformed recording data: {error}") from None
+    return members
+
+
+def _case_arrays(path, members, case, steps, chunks):
+    """One case's arrays: "loss", "lrs", "count/<name>", and per tensor a list of arrays (None where absent)."""
+    try:
+        prefix = f"{case.id}/"
+        arrays = {"loss": members[prefix + "loss"], "lrs": members[prefix + "lrs"]}
+        index, shapes = members[prefix + "index"], members[prefix + "shapes"]
+        if arrays["loss"].shape != (steps,) or index.shape[1] != steps + 1:
+            raise ValueError(f"{steps} steps in the manifest, but loss {arrays['loss'].shape} and index "
+                             f"{index.shape}")
+        for tensor, row, shape in zip(members[prefix + "tensors"], index, shapes):
+            shape = tuple(int(n) for n in shape if n >= 0)
+            arrays[str(tensor)] = [None if number < 0 else chunks[number].reshape(shape) for number in row]
+        for name, counts in zip(members[prefix + "counted"], members[prefix + "counts"]):
+            arrays[f"count/{name}"] = counts
+    except (KeyError, ValueError, IndexError) as error:
+        raise RecordingError(f"{path} (case {case.id!r}): malformed recording data: {error}") from None
+    return arrays
+
+
