@@ -12,8 +12,6 @@ import json
 import sys
 import time
 
-from tqdm import tqdm
-
 import refwd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -181,6 +179,7 @@ class Progress:
         self.stream, self.quiet, self.verbose = stream, quiet, verbose
 
     def start(self, cases):
+        from tqdm import tqdm  # late: `refwd --version` runs on refwd's own dependencies
         self.bad = 0
         self.bar = tqdm(total=len(cases), file=self.stream, disable=self.quiet, unit="case", mininterval=1.0,
                         dynamic_ncols=True, leave=False)
