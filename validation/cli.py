@@ -181,8 +181,9 @@ class Progress:
     def start(self, cases):
         from tqdm import tqdm  # late: `refwd --version` runs on refwd's own dependencies
         self.bad = 0
-        self.bar = tqdm(total=len(cases), file=self.stream, disable=self.quiet, unit="case", mininterval=1.0,
-                        dynamic_ncols=True, leave=False)
+        terminal = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = tqdm(total=len(cases), file=self.stream, disable=self.quiet, unit="case", leave=False,
+                        mininterval=1.0 if terminal else 10.0, dynamic_ncols=True)  # a log gets a line per 10 s
 
     def result(self, result):
         self.bad += not result.ok
