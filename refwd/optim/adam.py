@@ -34,7 +34,8 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
     defaults and state keys; the decoupled factor uses the group's current lr. m is a ``lerp`` here as in
     torch (which also decides how NaN and ∞ propagate). torch computes v with a fused multiply-add and takes
     MKL's square root (not correctly rounded); both evaluate the bias corrections, √(1−β₂ᵗ) as ``** 0.5``,
-    and the step size γ/(1−β₁ᵗ) in Python double.
+    and the step size γ/(1−β₁ᵗ) in Python double. Outside the oracle: coupled decay where λθ alone
+    overflows next to g = ∓∞ is ∓∞ in torch's FMA and NaN here (docs/findings-scalars.md).
 
     Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Algorithm 1;
     Reddi, Kale, Kumar, "On the Convergence of Adam and Beyond", ICLR 2018 (amsgrad);
