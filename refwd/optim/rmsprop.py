@@ -61,6 +61,8 @@ class RMSprop(Optimizer):
     """torch.optim.RMSprop's math, hyperparameters, defaults and validation; see :func:`rmsprop_step`."""
 
     rule = staticmethod(rmsprop_step)
+    complex_as_real_pairs = True
+    overflow_checked = {"lr": "compute", "weight_decay": "param"}   # addcdiv(value=−γ), add(alpha=λ)
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
                  *, maximize=False):

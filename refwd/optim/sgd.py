@@ -48,6 +48,7 @@ class SGD(Optimizer):
     """torch.optim.SGD's math, hyperparameters, defaults and validation; see :func:`sgd_step`."""
 
     rule = staticmethod(sgd_step)
+    overflow_checked = {"lr": "param", "weight_decay": "param"}   # add(alpha=−γ), add(alpha=λ)
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
                  maximize=False):
