@@ -34,7 +34,8 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
     defaults and state keys; the decoupled factor uses the group's current lr. m is a ``lerp`` here as in
     torch (which also decides how NaN and ∞ propagate). torch computes v with a fused multiply-add and takes
     MKL's square root (not correctly rounded); both evaluate the bias corrections, √(1−β₂ᵗ) as ``** 0.5``,
-    and the step size γ/(1−β₁ᵗ) in Python double.
+    and the step size γ/(1−β₁ᵗ) in Python double. Outside the oracle: coupled decay where λθ alone
+    overflows next to g = ∓∞ is ∓∞ in torch's FMA and NaN here (docs/findings-scalars.md).
 
     Reference: Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Algorithm 1;
     Reddi, Kale, Kumar, "On the Convergence of Adam and Beyond", ICLR 2018 (amsgrad);
@@ -67,6 +68,10 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
 
 def check_adam_hyperparameters(lr, betas, eps, weight_decay):
     """torch.optim.Adam's constructor checks, in torch's order and with torch's messages."""
+    if len(betas) != 2:
+        # torch 2.13 accepts a longer sequence here and fails at step(); 2.14 drops the extras. Neither is useful,
+        # and a shorter one fails with an IndexError in torch's own check below.
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {tuple(betas)!r}")
     if not 0.0 <= lr:
         raise ValueError(f"Invalid learning rate: {lr}")
     if not 0.0 <= eps:
@@ -79,15 +84,14 @@ def check_adam_hyperparameters(lr, betas, eps, weight_decay):
         raise ValueError(f"Invalid weight_decay value: {weight_decay}")
     if not (isinstance(betas[0], float) and isinstance(betas[1], float)):
         raise ValueError("betas must be either both floats or both Tensors")
-    if len(betas) != 2:
-        # torch 2.13 accepts a longer sequence here and fails at step(); 2.14 drops the extras. Neither is useful.
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {tuple(betas)!r}")
 
 
 class Adam(Optimizer):
     """torch.optim.Adam's math, hyperparameters, defaults and validation; see :func:`adam_step`."""
 
     rule = staticmethod(adam_step)
+    complex_as_real_pairs = True
+    overflow_checked = {"lr": "compute", "weight_decay": "param"}   # addcdiv(value=−γ/(1−β₁ᵗ)), add(alpha=λ)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  maximize=False, decoupled_weight_decay=False):

@@ -22,8 +22,17 @@ class Optimizer:
     """Base class: subclasses set ``rule`` (the pure per-tensor step) and validate in ``__init__``."""
 
     rule = None  # the pure per-tensor update, a function of (param, grad, state, **hyperparameters)
+    # torch's RMSprop and Adam step a complex param as (real, imag) pairs (torch.view_as_real); SGD runs
+    # complex arithmetic. A subclass that sets this gets real views in its rule and complex arrays back.
+    complex_as_real_pairs = False
+    # Hyperparameters torch passes to a kernel as a checked Scalar (add's alpha, addcdiv's value): a value
+    # outside the range of that kernel's type raises at step(). "param": the param's own dtype (add);
+    # "compute": float32 for float32/float16/bfloat16 params (addcmul, addcdiv). Coupled decay only.
+    overflow_checked = {}
 
     def __init__(self, params, defaults):
+        for key, value in defaults.items():
+            _python_scalar(value, key)
         self.defaults = dict(defaults)
         self.state = {}
         self.param_groups = []
@@ -45,6 +54,9 @@ class Optimizer:
             raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
         if "params" not in param_group:
             raise KeyError(f"param group {index} has no 'params' key (keys: {sorted(param_group)})")
+        for key, value in param_group.items():
+            if key in self.defaults:
+                _python_scalar(value, key)
         unknown = set(param_group) - set(self.defaults) - {"params"} - TORCH_IMPLEMENTATION_KEYS
         if unknown:
             raise ValueError(f"param group {index} has unknown hyperparameters {sorted(unknown)}; "
@@ -80,7 +92,7 @@ class Optimizer:
             raise KeyError(f"grads has entries {unknown} that are not in params")
         new_params = dict(params)
         for index, group in enumerate(self.param_groups):
-            hyperparameters = {key: _python_scalar(group[key]) for key in self.defaults}
+            hyperparameters = {key: _python_scalar(group[key], key) for key in self.defaults}
             for name in group["params"]:
                 if name not in params:
                     raise KeyError(f"parameter {name!r} of param group {index} is not in the params given to step()")
@@ -88,14 +100,38 @@ class Optimizer:
                 if grad is None:
                     continue
                 param = params[name]
+                _check_param(name, param)
                 _check_grad(name, param, grad)
                 state = self.state.get(name, {})
                 _check_state(name, param, state)
+                self._check_overflow(name, param, hyperparameters)
                 with np.errstate(all="ignore"):  # torch neither checks nor warns: NaN and Inf propagate
-                    new_params[name], new_state = self.rule(param, grad, state, **hyperparameters)
+                    new_params[name], new_state = self._step_one(param, grad, state, hyperparameters)
                 if new_state or name in self.state:  # as torch, SGD without momentum keeps no state at all
                     self.state[name] = new_state
         return new_params
+
+    def _step_one(self, param, grad, state, hyperparameters):
+        """The rule on one param; a complex one as real pairs where torch does that (the rule stays real)."""
+        if not (self.complex_as_real_pairs and np.iscomplexobj(param)):
+            return self.rule(param, grad, state, **hyperparameters)
+        real_state = {key: _as_real_pairs(value) if isinstance(value, np.ndarray) else value
+                      for key, value in state.items()}
+        new_param, new_state = self.rule(_as_real_pairs(param), _as_real_pairs(grad), real_state, **hyperparameters)
+        return _as_complex(new_param, param.dtype), {
+            key: _as_complex(value, param.dtype) if isinstance(value, np.ndarray) else value
+            for key, value in new_state.items()}
+
+    def _check_overflow(self, name, param, hyperparameters):
+        for key, kind in self.overflow_checked.items():
+            value = hyperparameters[key]
+            if key == "weight_decay" and (value == 0 or hyperparameters.get("decoupled_weight_decay")):
+                continue  # not passed to a checked kernel argument (decoupled decay is a plain multiply)
+            dtype = param.dtype if kind == "param" or param.dtype == np.float64 else np.dtype(np.float32)
+            largest = float(np.finfo(dtype).max) if dtype.kind in "fc" else float(np.finfo(np.float32).max)  # bfloat16
+            if np.isfinite(value) and abs(value) > largest:
+                raise RuntimeError(f"{key}={value!r} cannot be converted to type {dtype} without overflow "
+                                   f"(parameter {name!r} is {param.dtype}); torch raises here too")
 
     def state_dict(self):
         """torch's layout: ``{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}``.
@@ -127,7 +163,16 @@ class Optimizer:
         if len(saved_groups) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
         name_of = {}
-        for group, saved in zip(self.param_groups, saved_groups):
+        for index, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if "params" not in saved:
+                raise KeyError(f"loaded state dict's param group {index} has no 'params' key (keys: {sorted(saved)})")
+            # torch fills in only its flags when loading, and fails at step() with a KeyError for a missing
+            # number (another optimizer's state dict: SGD's has no betas, Adam's no momentum); refwd fails here.
+            missing = [key for key, value in self.defaults.items() if key not in saved
+                       and isinstance(value, (int, float, tuple)) and not isinstance(value, bool)]
+            if missing:
+                raise KeyError(f"loaded state dict's param group {index} lacks {missing}, which "
+                               f"{type(self).__name__} needs: is it another optimizer's state dict?")
             if len(group["params"]) != len(saved["params"]):
                 raise ValueError("loaded state dict contains a parameter group that doesn't match the size "
                                  "of optimizer's group")
@@ -135,7 +180,8 @@ class Optimizer:
         unmatched = [index for index in state_dict["state"] if index not in name_of]
         if unmatched:
             raise ValueError(f"loaded state dict has state for indices {unmatched} that are in no parameter group")
-        self.state = {name_of[index]: _loaded_state(value) for index, value in state_dict["state"].items()}
+        self.state = {name_of[index]: _loaded_state(value, name_of[index])
+                      for index, value in state_dict["state"].items()}
         new_groups = []
         for group, saved in zip(self.param_groups, saved_groups):
             loaded = {key: copy.deepcopy(value) for key, value in saved.items()
@@ -183,13 +229,42 @@ def _as_names(params, where):
     return names
 
 
-def _python_scalar(value):
-    """NumPy scalars → Python numbers, so that a float32 array is never upcast by a float64 scalar (NEP 50)."""
+def _python_scalar(value, key):
+    """NumPy scalars → Python numbers, so that a float32 array is never upcast by a float64 scalar (NEP 50).
+
+    Anything else that is not a Python number (a Fraction, a 1-element array, a torch tensor) is refused with
+    a TypeError naming the hyperparameter: NumPy would turn it into object arrays or broadcast the param.
+    """
     if isinstance(value, (tuple, list)):
-        return type(value)(_python_scalar(item) for item in value)
-    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
-        return value.item()
-    return value
+        return type(value)(_python_scalar(item, key) for item in value)
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        value = value.item()
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    kind = "a tensor (convert it with float(...))" if hasattr(value, "item") or hasattr(value, "__array__") else \
+        f"a {type(value).__name__}"
+    raise TypeError(f"hyperparameter {key!r} must be a Python or NumPy real scalar, got {kind}: {value!r}")
+
+
+def _check_param(name, param):
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"parameter {name!r} must be a numpy array, got {type(param).__name__}")
+    if param.dtype.kind not in "fc" and param.dtype.name != "bfloat16":
+        # torch: "Only Tensors of floating point and complex dtype can require gradients"
+        raise RuntimeError(f"parameter {name!r} has dtype {param.dtype}: only arrays of floating point and complex "
+                           "dtype can be optimized")
+
+
+def _as_real_pairs(array):
+    """A complex array as a real one with a trailing axis of (real, imag), as torch.view_as_real."""
+    return np.stack([array.real, array.imag], axis=-1)
+
+
+def _as_complex(pairs, dtype):
+    """Back from (real, imag) pairs, without complex arithmetic (which would mix an ∞ into NaN)."""
+    return np.ascontiguousarray(pairs).view(dtype)[..., 0]
 
 
 def _check_grad(name, param, grad):
@@ -209,13 +284,14 @@ def _check_state(name, param, state):
                              f"parameter has shape {param.shape} and dtype {param.dtype}")
 
 
-def _loaded_state(state):
+def _loaded_state(state, name):
     loaded = {}
     for key, value in state.items():
         if key == "step":
-            step = float(np.asarray(value))
-            if step != int(step) or step < 0:
-                raise ValueError(f"loaded state has a step of {value!r}; it must be a non-negative whole number")
+            step = np.asarray(value)
+            if step.ndim != 0 or step.dtype.kind not in "iuf" or not np.isfinite(step) or step != int(step) or step < 0:
+                raise ValueError(f"loaded state of parameter {name!r} has a step of {value!r}; it must be a "
+                                 "non-negative whole number (int, float or a 0-d array)")
             loaded[key] = int(step)
         else:
             loaded[key] = np.array(value, copy=True)

@@ -46,6 +46,7 @@ class RMSpropW(RMSprop, DecoupledDecay):
     """
 
     rule = staticmethod(rmspropw_step)
+    overflow_checked = {"lr": "compute"}   # decoupled decay multiplies: no checked scalar
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=1e-2, momentum=0, centered=False, *,
                  maximize=False, decay_convention="torch"):

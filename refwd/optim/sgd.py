@@ -21,6 +21,8 @@ def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_deca
     torch: ``torch.optim.SGD`` (for-loop ``_single_tensor_sgd``), same defaults and state key. torch
     computes ``g + λθ``, ``μb + (1−τ)g``, the Nesterov sum and ``θ − γg`` each as one fused multiply-add
     on AVX2 CPUs; NumPy rounds the product and the sum separately, which is within 1 ulp per operation.
+    Outside the oracle: an element whose product alone overflows next to an infinite addend (θ = 3e38,
+    λ = 10, g = −∞) is ±∞ in torch and NaN here (∞ − ∞); see docs/findings-scalars.md.
     The lr multiplies the buffer (it is not folded into it), so a changed lr rescales the whole velocity.
 
     Reference: Sutskever, Martens, Dahl, Hinton, "On the importance of initialization and momentum in
@@ -46,6 +48,7 @@ class SGD(Optimizer):
     """torch.optim.SGD's math, hyperparameters, defaults and validation; see :func:`sgd_step`."""
 
     rule = staticmethod(sgd_step)
+    overflow_checked = {"lr": "param", "weight_decay": "param"}   # add(alpha=−γ), add(alpha=λ)
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
                  maximize=False):

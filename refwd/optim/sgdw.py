@@ -45,6 +45,7 @@ class SGDW(SGD, DecoupledDecay):
     """
 
     rule = staticmethod(sgdw_step)
+    overflow_checked = {"lr": "param"}   # decoupled decay multiplies: no checked scalar
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=1e-2, nesterov=False, *,
                  maximize=False, decay_convention="torch"):
