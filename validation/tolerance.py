@@ -166,8 +166,9 @@ class Scaled:
             value = other * self.value
             scale = abs(other) * self.scale + (0 if _representable(other, self.dtype) else np.abs(value))
             return self._rounded(value, scale)
-        value = self.value * other.value
-        return self._rounded(value, np.abs(other.value) * self.scale + np.abs(self.value) * other.scale)
+        with np.errstate(invalid="ignore"):  # 0 · ∞ (an indeterminate scale) is NaN, which ulps() reads as ∞
+            value = self.value * other.value
+            return self._rounded(value, np.abs(other.value) * self.scale + np.abs(self.value) * other.scale)
 
     __rmul__ = __mul__
 
