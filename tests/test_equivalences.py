@@ -156,7 +156,7 @@ def test_nonfinite_gradients_as_documented(dtype):
 
 def assert_same_nonfinite(ours, theirs, dtype, what):
     """The same NaN positions and the same infinities (with their signs); finite entries agree to rounding
-    (a few ulps after three steps, see test_against_torch.py; rtol here is ~100 ulps, far below any real error)."""
+    (a few ulps after three steps, as the harness measures; rtol here is ~100 ulps, far below any real error)."""
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs), err_msg=f"{what}: NaN positions")
     np.testing.assert_array_equal(np.where(np.isinf(ours), ours, 0), np.where(np.isinf(theirs), theirs, 0),
                                   err_msg=f"{what}: infinities")

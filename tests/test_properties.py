@@ -54,59 +54,11 @@ import pytest
 from hypothesis import find, given, settings, target
 from hypothesis.errors import NoSuchExample
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
-import refwd
-from refwd.optim import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW, adam_step, rmsprop_step, sgd_step, sgdw_step
+from refwd.optim import SGD, SGDW, adam_step, rmsprop_step, sgd_step, sgdw_step
 
-DTYPES = ("float64", "float32")
-LR = st.floats(1e-4, 1.0)
-WEIGHT_DECAY = st.one_of(st.just(0.0), st.floats(1e-4, 1.0))
-BETA1 = st.one_of(st.just(0.0), st.floats(1e-4, 0.99))   # no tiny β₁: β₁·m would underflow in float32
-POSITIVE_WEIGHT_DECAY = st.floats(1e-4, 1.0)
-EPS = st.floats(1e-8, 1e-3)
-
-
-def unit_roundoff(dtype):
-    return float(np.finfo(dtype).eps) / 2
-
-
-def gamma(k, dtype):
-    """Higham's γ_k = k·u/(1 − k·u): the relative error of k successive roundings."""
-    u = unit_roundoff(dtype)
-    return k * u / (1 - k * u)
-
-
-def casts(dtype):
-    """c: the rounding of a Python-float hyperparameter converted to the array's dtype (1 in float32, 0 in float64)."""
-    return 1 if np.dtype(dtype) == np.float32 else 0
-
-
-def floats(low, high, dtype):
-    """Floats of ``dtype`` in [low, high] (the bounds rounded to the dtype; for float32 both stay inside)."""
-    return st.floats(float(np.dtype(dtype).type(low)), float(np.dtype(dtype).type(high)),
-                     width=np.dtype(dtype).itemsize * 8)
-
-
-def arrays(dtype, shape):
-    """Arrays of ``dtype`` whose elements are 0 or ±m, m in [1e-3, 10]: floats in [−10, 10] with the
-    magnitudes below 1e-3 set to 0 (one array strategy of plain floats is ten times faster to draw than an
-    element strategy that builds the two cases)."""
-    return floats_array(dtype, shape, -10.0, 10.0).map(lambda values: np.where(np.abs(values) < 1e-3, 0, values))
-
-
-def floats_array(dtype, shape, low, high):
-    return hnp.arrays(dtype, shape, elements=floats(low, high, dtype))
-
-
-@st.composite
-def trajectories(draw, dtypes=DTYPES):
-    """(dtype, θ₀, [g₁, ..., g_T]): a parameter and a gradient sequence, 1 to 6 elements, 1 to 20 steps."""
-    dtype = draw(st.sampled_from(dtypes))
-    size = draw(st.integers(1, 6))
-    steps = draw(st.integers(1, 20))
-    values = draw(arrays(dtype, (steps + 1, size)))
-    return dtype, values[0].copy(), [row.copy() for row in values[1:]]
+from property_strategies import (BETA1, DAMPENING, DTYPES, EPS, LR, MOMENTUM, POSITIVE_WEIGHT_DECAY, WEIGHT_DECAY,
+                                 arrays, casts, floats_array, gamma, trajectories, unit_roundoff)
 
 
 def as64(x):
@@ -188,8 +140,6 @@ def test_sgd_identity_bound_is_tight(dtype):
 
 # --- SGD with momentum: the buffer accumulates λθ --------------------------------------------------------------
 
-MOMENTUM = st.floats(0.1, 0.99)
-DAMPENING = st.one_of(st.just(0.0), st.floats(1e-4, 0.9))
 
 
 def ema(previous, value, momentum, dampening):
@@ -465,92 +415,3 @@ def test_adam_seeds_form_holds_exactly_with_beta1_zero_or_on_the_first_step(case
     difference = np.abs(as64(new_theta) - as64(seeds_form))
     target(use_fraction(difference, bound), label=f"Adam seeds' form, fraction of bound, {dtype}")
     assert np.all(difference <= bound)
-
-
-# --- Bit-for-bit identities -------------------------------------------------------------------------------------
-
-@st.composite
-def adam_runs(draw, weight_decay=WEIGHT_DECAY):
-    dtype, theta, grads = draw(trajectories())
-    hyper = dict(lr=draw(LR), betas=(draw(BETA1), draw(st.floats(0.5, 0.9999))), eps=draw(EPS),
-                 weight_decay=draw(weight_decay), amsgrad=draw(st.booleans()), maximize=draw(st.booleans()))
-    return theta, grads, hyper
-
-
-def run_optimizer(optimizer, theta, grads):
-    params = {"θ": theta}
-    for grad in grads:
-        params = optimizer.step(params, {"θ": grad})
-    return params["θ"], optimizer.state.get("θ", {})   # SGD without momentum keeps no state, as torch
-
-
-def assert_same_bits(a, b):
-    (theta_a, state_a), (theta_b, state_b) = a, b
-    np.testing.assert_array_equal(theta_a, theta_b, strict=True)
-    assert state_a.keys() == state_b.keys()
-    for key in state_a:
-        np.testing.assert_array_equal(state_a[key], state_b[key], strict=True)
-
-
-@given(adam_runs())
-def test_adamw_is_adam_with_decoupled_weight_decay(run):
-    theta, grads, hyper = run
-    assert_same_bits(run_optimizer(AdamW({"θ": theta}, **hyper), theta, grads),
-                     run_optimizer(Adam({"θ": theta}, decoupled_weight_decay=True, **hyper), theta, grads))
-
-
-@given(adam_runs(weight_decay=st.just(0.0)))
-def test_without_decay_adam_is_adamw(run):
-    theta, grads, hyper = run
-    assert_same_bits(run_optimizer(Adam({"θ": theta}, **hyper), theta, grads),
-                     run_optimizer(AdamW({"θ": theta}, **hyper), theta, grads))
-
-
-OPTIMIZERS = {  # class -> the extra hyperparameters drawn for it besides lr and weight_decay
-    SGD: dict(momentum=st.one_of(st.just(0.0), MOMENTUM), dampening=DAMPENING),
-    SGDW: dict(momentum=st.one_of(st.just(0.0), MOMENTUM), dampening=DAMPENING),
-    RMSprop: dict(alpha=st.floats(0.5, 0.9999), eps=EPS, momentum=st.one_of(st.just(0.0), MOMENTUM),
-                  centered=st.booleans()),
-    RMSpropW: dict(alpha=st.floats(0.5, 0.9999), eps=EPS, momentum=st.one_of(st.just(0.0), MOMENTUM),
-                   centered=st.booleans()),
-    Adam: dict(betas=st.tuples(BETA1, st.floats(0.5, 0.9999)), eps=EPS, amsgrad=st.booleans(),
-               decoupled_weight_decay=st.booleans()),
-    AdamW: dict(betas=st.tuples(BETA1, st.floats(0.5, 0.9999)), eps=EPS, amsgrad=st.booleans()),
-}
-
-
-@st.composite
-def any_optimizer_runs(draw):
-    optimizer_class = draw(st.sampled_from(list(OPTIMIZERS)))
-    hyper = {name: draw(strategy) for name, strategy in OPTIMIZERS[optimizer_class].items()}
-    hyper.update(lr=draw(LR), weight_decay=draw(WEIGHT_DECAY))
-    _, theta, grads = draw(trajectories())
-    return optimizer_class, hyper, theta, grads
-
-
-@given(any_optimizer_runs())
-def test_maximize_is_minimizing_the_negated_loss(run):
-    """maximize=True on gradients g ≡ maximize=False on −g, bit for bit, for every optimizer and any λ:
-    maximize negates only the loss gradient (negation is exact), and the decay term keeps its sign."""
-    optimizer_class, hyper, theta, grads = run
-    assert_same_bits(run_optimizer(optimizer_class({"θ": theta}, maximize=True, **hyper), theta, grads),
-                     run_optimizer(optimizer_class({"θ": theta}, **hyper), theta, [-grad for grad in grads]))
-
-
-@given(st.sampled_from(list(OPTIMIZERS)), st.integers(0, 2 ** 16), WEIGHT_DECAY)
-def test_maximize_a_loss_is_minimize_its_negation_end_to_end(optimizer_class, seed, weight_decay):
-    """With autograd in the loop: maximizing L and minimizing −L walk the same weights, bit for bit."""
-    rng = np.random.default_rng(seed)
-    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
-    model = refwd.MLP([3, 5, 1], activation="tanh")
-    loss = lambda p: refwd.mse(model(p, x), y)
-    trajectories_ = []
-    for maximize, objective in ((True, loss), (False, lambda p: -loss(p))):
-        params = model.init(seed=seed)
-        optimizer = optimizer_class(params, lr=1e-2, weight_decay=weight_decay, maximize=maximize)
-        loss_and_grad = refwd.value_and_grad(objective)
-        for _ in range(3):
-            params = optimizer.step(params, loss_and_grad(params)[1])
-        trajectories_.append(params)
-    for name in trajectories_[0]:
-        np.testing.assert_array_equal(trajectories_[0][name], trajectories_[1][name], strict=True)

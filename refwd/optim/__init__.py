@@ -4,11 +4,10 @@ from .adamw import AdamW, adamw_step
 from .groups import decay_groups, is_bias_or_norm
 from .optimizer import Optimizer
 from .rmsprop import RMSprop, rmsprop_step
-from .sgd import SGD, sgd_step
-
-__all__ = ["SGD", "RMSprop", "Adam", "AdamW", "Optimizer", "sgd_step", "rmsprop_step", "adam_step", "adamw_step",
-           "decay_groups", "is_bias_or_norm"]
 from .rmspropw import RMSpropW, rmspropw_step
+from .sgd import SGD, sgd_step
 from .sgdw import SGDW, sgdw_step
 
-__all__ += ["SGDW", "RMSpropW", "sgdw_step", "rmspropw_step"]
+__all__ = ["SGD", "RMSprop", "Adam", "AdamW", "SGDW", "RMSpropW", "Optimizer",
+           "sgd_step", "rmsprop_step", "adam_step", "adamw_step", "sgdw_step", "rmspropw_step",
+           "decay_groups", "is_bias_or_norm"]

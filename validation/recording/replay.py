@@ -9,7 +9,6 @@ optimizer. Differences are measured as the harness measures them (:mod:`refwd_va
 the error scale of one step: two correct implementations are within the budget of each other.
 """
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
