@@ -11,12 +11,11 @@ pytestmark = pytest.mark.torch
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """The tensors are tiny: one torch thread is faster and steadier; restored afterwards."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """As ``refwd validate`` runs them: torch on one thread (refwd_validation.twin.one_thread)."""
+    pytest.importorskip("torch")
+    from refwd_validation.twin import one_thread
+    with one_thread():
+        yield
 
 
 def _marks(case):

@@ -11,17 +11,7 @@ from enum import Enum
 import numpy as np
 
 from . import tolerance
-
-
-class Check(str, Enum):
-    """The three checks, in the order reports list them."""
-
-    LOCKSTEP = "lockstep"           # refwd's rule on torch's params, grads and state gives torch's next ones
-    GRADIENT = "gradient"           # refwd's loss and gradients (autograd) at torch's params
-    FREE_RUNNING = "free-running"   # refwd's own trajectory against torch's
-
-    def __str__(self):
-        return self.value
+from .outcomes import Check
 
 
 @dataclass

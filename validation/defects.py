@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from packaging.version import Version
 
 from .cases import CASE_IDS, case_id
+from .outcomes import Check, Status
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class KnownDefect:
     torch_max: str | None     # last affected version (inclusive); None: not fixed as of the newest checked
     reference: str            # the upstream issue or pull request
     cases: tuple              # the case ids affected
-    outcome: str = "error"    # "error" (torch raises) or "fail" (wrong numbers)
+    outcome: Status = Status.ERROR   # ERROR (torch raises) or FAIL (wrong numbers)
     match: str = ""           # text the error or failure must contain
 
     def applies(self, version):
@@ -47,8 +48,8 @@ KNOWN_DEFECTS = (
                   "https://github.com/pytorch/pytorch/pull/192545)",
         cases=tuple(case_id(config, dtype, "fused", "cpu") for config in ("lowp-sgd", "lowp-sgd-nesterov")
                     for dtype in ("float16", "bfloat16")),
-        outcome="fail",
-        match="lockstep",
+        outcome=Status.FAIL,
+        match=str(Check.LOCKSTEP),
     ),
 )
 
@@ -72,14 +73,14 @@ def defect_for(case_id, version):
 
 def classify(result):
     """Turn a listed case's expected failure into "known-defect"; leave everything else as it is."""
-    if result.status not in ("fail", "error") or result.torch_version is None:  # harness.Status, a str Enum
+    if result.status not in (Status.FAIL, Status.ERROR) or result.torch_version is None:
         return result
     defect = defect_for(result.case.id, result.torch_version)
     if defect is None or defect.outcome != result.status:
         return result
-    text = result.error if result.status == "error" else result.detail
+    text = result.error if result.status == Status.ERROR else result.detail
     if defect.match and defect.match not in (text or ""):
         return result
-    result.status = type(result.status)("known-defect")
+    result.status = Status.KNOWN_DEFECT
     result.defect = defect
     return result

@@ -21,7 +21,6 @@ and the free-running check alike: the mutant tests inject broken rules through i
 import time
 import traceback
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 
@@ -29,23 +28,12 @@ import refwd
 
 from . import scenario, tolerance
 from .cases import Case
-from .compare import Check, Comparer, Mismatch, format_ulps, jsonable
+from .compare import Comparer, Mismatch, format_ulps, jsonable
 from .dtypes import round_to
 from .defects import classify
 from .optimizers import OPTIMIZERS
+from .outcomes import Check, Status
 from .twin import torch_trajectory
-
-
-class Status(str, Enum):
-    """A case's outcome."""
-
-    PASS = "pass"
-    FAIL = "fail"                   # a check found a difference beyond the budget
-    ERROR = "error"                 # torch (or the case) raised
-    KNOWN_DEFECT = "known-defect"   # fails exactly as a listed, upstream-confirmed torch defect (refwd_validation.defects)
-
-    def __str__(self):
-        return self.value
 
 
 @dataclass

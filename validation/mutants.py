@@ -22,7 +22,7 @@ import textwrap
 from dataclasses import dataclass, field
 
 from . import scenario
-from .compare import Check
+from .outcomes import Check
 from .optimizers import OPTIMIZERS
 
 # The harness's checks that a mutant's ``caught_by`` may name.

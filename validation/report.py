@@ -12,8 +12,9 @@ from pathlib import Path
 
 from . import tolerance
 from .cases import OPTIMIZERS
-from .compare import Check, jsonable
-from .harness import Status, result_to_dict
+from .compare import jsonable
+from .harness import result_to_dict
+from .outcomes import Check, Status
 
 
 def environment():

@@ -32,7 +32,8 @@ import sys
 import numpy as np
 
 from . import interop, tolerance
-from .compare import Check, Comparer
+from .compare import Comparer
+from .outcomes import Check
 from .optimizers import spec_for_refwd
 
 logger = logging.getLogger(__name__)

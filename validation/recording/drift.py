@@ -4,7 +4,7 @@ import os
 
 from .. import tolerance
 from ..compare import format_ulps
-from ..harness import Status
+from ..outcomes import Status
 from .replay import COMPARISON_STATUSES, STATUS_WORDS
 from .store import SCHEMA_VERSION
 

@@ -15,8 +15,10 @@ import numpy as np
 
 from .. import scenario, tolerance, twin
 from ..cases import CASE_IDS, CASES, Case
-from ..compare import Check, Comparer, Mismatch, jsonable
-from ..harness import Status, error_scales_of_gradients, run_case
+from ..compare import Comparer, Mismatch, jsonable
+from ..outcomes import Check
+from ..harness import error_scales_of_gradients, run_case
+from ..outcomes import Status
 from ..optimizers import OPTIMIZERS
 from .store import RecordedTorchError, RecordingError
 
