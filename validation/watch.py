@@ -70,7 +70,10 @@ class Watcher:
         if on_mismatch not in ("raise", "log"):
             raise ValueError(f"on_mismatch must be 'raise' or 'log', got {on_mismatch!r}")
         interop.refwd_class_for(optimizer)          # an unsupported optimizer fails here, not at its first step
-        interop.parameter_names(optimizer, model)   # and so does a parameter the model does not have
+        names = interop.parameter_names(optimizer, model)   # and so does a parameter the model does not have
+        for group, group_names in zip(optimizer.param_groups, names):
+            for param, name in zip(group["params"], group_names):
+                interop.check_dtype(param, f"parameter {name!r}")   # and a bfloat16 one
         self.optimizer = optimizer
         self.model = model
         self.on_mismatch = on_mismatch
@@ -222,8 +225,7 @@ class Watcher:
         return worst.ulps
 
     def _grads(self, tensors):
-        return {name: None if tensor.grad is None else interop.to_numpy(tensor.grad, f"grad of {name!r}")
-                for name, tensor in tensors.items()}
+        return {name: interop.grad_to_numpy(name, tensor) for name, tensor in tensors.items()}
 
     def _inside_checked_step(self):
         """True when a step being checked is still running further up the stack (a nested super().step())."""
