@@ -221,3 +221,52 @@ def test_the_documented_example_runs_and_catches_the_nudge(run_example):
     stdout, _ = run_example("watch_training.py")
     assert "200 steps checked against refwd, 0 mismatches" in stdout
     assert "caught, as it should be:" in stdout and "lockstep: step 1, 2.weight, param[0, 5]" in stdout
+
+
+@pytest.mark.parametrize("torch_class, kwargs", [(torch.optim.SGD, dict(lr=0.1)), (torch.optim.SGD, dict(lr=0.1, momentum=0.9)),
+                                                 (torch.optim.Adam, dict())], ids=["sgd", "sgd-momentum", "adam"])
+def test_a_sparse_grad_is_refused_at_the_step_naming_the_parameter(torch_class, kwargs):
+    # torch's for-loop SGD takes it (adding it index by index; with momentum, a sparse buffer); Adam raises in its step
+    model = torch.nn.Embedding(10, 3, sparse=True)
+    optimizer = torch_class(model.parameters(), **kwargs)
+    before = model.weight.detach().clone()
+    model(torch.tensor([1, 2, 1])).sum().backward()
+    with watch(optimizer, model) as watcher, \
+            pytest.raises(TypeError, match=r"^parameter 'weight' has a sparse \(torch.sparse_coo\) gradient; refwd's "
+                                           r"rules take dense gradients$"):
+        optimizer.step()
+    assert watcher.steps == 0 and torch.equal(model.weight, before)  # refused before torch stepped
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_grads_refwd_cannot_take_are_refused_naming_the_parameter():
+    from types import SimpleNamespace
+
+    from refwd_validation import interop
+    param = torch.zeros(3, 4, requires_grad=True)
+    for grad in (torch.ones(3, 4).to_sparse_csr(), torch.ones(3, 4, device="meta")):
+        with pytest.raises(RuntimeError, match="attempting to assign a gradient"):
+            param.grad = grad  # torch refuses both on .grad: grad_to_numpy's check is a guard
+    with pytest.raises(TypeError, match=r"parameter '0.weight' has a sparse \(torch.sparse_csr\) gradient"):
+        interop.grad_to_numpy("0.weight", SimpleNamespace(grad=torch.ones(3, 4).to_sparse_csr(), device=param.device))
+    with pytest.raises(TypeError, match="parameter '0.weight' is on cpu but its gradient is on meta"):
+        interop.grad_to_numpy("0.weight", SimpleNamespace(grad=torch.ones(3, 4, device="meta"), device=param.device))
+    with pytest.raises(TypeError, match=r"state is a sparse \(torch.sparse_coo\) tensor; refwd's rules take dense"):
+        interop.to_numpy(torch.ones(3).to_sparse(), "state")
+    model = torch.nn.Embedding(10, 3, sparse=True)
+    model(torch.tensor([1])).sum().backward()
+    with pytest.raises(TypeError, match="parameter 'weight' has a sparse"):
+        interop.grads_from_torch(model)
+
+
+def test_float16_is_checked_and_bfloat16_refused_at_attach():
+    for torch_class, kwargs in [(torch.optim.SGD, dict(lr=0.05, momentum=0.9)), (torch.optim.Adam, dict(lr=1e-2)),
+                                (torch.optim.Adam, dict(lr=1e-2, fused=True))]:
+        model = make_model(torch.float16)
+        optimizer = torch_class(model.parameters(), **kwargs)
+        with watch(optimizer, model) as watcher:
+            train(model, optimizer, 3)
+        assert watcher.steps == 3 and watcher.mismatches == []
+    model = make_model(torch.bfloat16)
+    with pytest.raises(TypeError, match="parameter '0.weight' has dtype torch.bfloat16; refwd compares float16"):
+        watch(torch.optim.Adam(model.parameters()), model)

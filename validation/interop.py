@@ -32,9 +32,31 @@ def check_dtype(tensor, what="tensor"):
 
 
 def to_numpy(tensor, what="tensor"):
-    """A NumPy copy of a floating-point torch tensor (detached, on the CPU, dtype kept)."""
+    """A NumPy copy of a dense floating-point torch tensor (detached, on the CPU, dtype kept)."""
+    if tensor.layout != torch.strided:
+        raise TypeError(f"{what} is a {_layout_name(tensor)} tensor; refwd's rules take dense tensors")
     check_dtype(tensor, what)
     return tensor.detach().cpu().clone().numpy()
+
+
+def grad_to_numpy(name, param):
+    """A NumPy copy of ``param.grad`` (None stays None).
+
+    A gradient refwd's rules cannot take is a TypeError naming the parameter: a sparse one (``nn.Embedding(
+    sparse=True)``; torch's for-loop SGD adds it index by index, with a sparse momentum buffer) or another
+    non-strided layout, and one on another device than its parameter (torch refuses to assign either of the
+    last two to ``.grad``; the check is a guard).
+    """
+    grad = param.grad
+    if grad is None:
+        return None
+    if grad.layout != torch.strided:
+        raise TypeError(f"parameter {name!r} has a {_layout_name(grad)} gradient; refwd's rules take dense "
+                        "gradients")
+    if grad.device != param.device:
+        raise TypeError(f"parameter {name!r} is on {param.device} but its gradient is on {grad.device}; refwd "
+                        "takes a gradient on its parameter's device, as torch's optimizers do")
+    return to_numpy(grad, f"grad of {name!r}")
 
 
 def params_from_torch(source):
@@ -61,8 +83,7 @@ def params_from_torch(source):
 
 def grads_from_torch(model):
     """refwd grads ``{name: ndarray or None}`` from the ``.grad`` of a model's parameters (None stays None)."""
-    return {name: None if param.grad is None else to_numpy(param.grad, f"grad of {name!r}")
-            for name, param in model.named_parameters()}
+    return {name: grad_to_numpy(name, param) for name, param in model.named_parameters()}
 
 
 def copy_params_to_torch(params, model):
@@ -232,6 +253,11 @@ def _implied_by_torch(torch_class, key, value):
     torch added ``decoupled_weight_decay`` to Adam in 2.6; before, Adam was coupled and AdamW decoupled.
     """
     return key == "decoupled_weight_decay" and value == (torch_class is torch.optim.AdamW)
+
+
+def _layout_name(tensor):
+    """"sparse (torch.sparse_coo)" for torch's sparse layouts, the layout's own name for the others."""
+    return f"sparse ({tensor.layout})" if "sparse" in str(tensor.layout) else f"{tensor.layout}-layout"
 
 
 def _python_value(value):

@@ -7,6 +7,12 @@ Attached to a torch SGD, RMSprop, Adam or AdamW through torch's step hooks, the 
 2. lets torch step, and steps refwd from the same copies;
 3. compares torch's params and every state tensor, per parameter, with refwd's, in ULPs.
 
+Under ``torch.amp.GradScaler`` a fused Adam, AdamW or SGD gets the still-scaled grads and, as attributes
+``grad_scale`` and ``found_inf``, the scale to divide them by and whether the scaler found an inf or NaN; the
+watcher reads them as torch's step does, divides its copies of the grads by the scale, and expects a step
+with ``found_inf`` nonzero to leave params and state exactly as they were. (Any other optimizer gets grads
+that ``GradScaler.unscale_`` has already unscaled, and no step at all when an inf was found.)
+
 Each step starts again from torch's own numbers, so a difference never accumulates: what is measured is
 one step of torch against one step of the reference. A difference beyond the budget raises
 :class:`WatchError` (``on_mismatch="raise"``, the default) or is logged (``"log"``), with the pinpoint:
@@ -65,7 +71,10 @@ class Watcher:
         if on_mismatch not in ("raise", "log"):
             raise ValueError(f"on_mismatch must be 'raise' or 'log', got {on_mismatch!r}")
         interop.refwd_class_for(optimizer)          # an unsupported optimizer fails here, not at its first step
-        interop.parameter_names(optimizer, model)   # and so does a parameter the model does not have
+        names = interop.parameter_names(optimizer, model)   # and so does a parameter the model does not have
+        for group, group_names in zip(optimizer.param_groups, names):
+            for param, name in zip(group["params"], group_names):
+                interop.check_dtype(param, f"parameter {name!r}")   # and a bfloat16 one
         self.optimizer = optimizer
         self.model = model
         self.on_mismatch = on_mismatch
@@ -112,7 +121,10 @@ class Watcher:
         self._before = {"tensors": tensors,
                         "params": interop.params_from_torch(tensors),
                         "optimizer": interop.optimizer_from_torch(optimizer, self.model),
-                        "grads": self._grads(tensors)}
+                        "grads": self._grads(tensors),
+                        # read as torch's step reads them: GradScaler sets them on a fused optimizer
+                        "grad_scale": _scalar(getattr(optimizer, "grad_scale", None)),
+                        "found_inf": _scalar(getattr(optimizer, "found_inf", None))}
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if closure is None:
             return None
@@ -134,7 +146,12 @@ class Watcher:
         self.steps += 1
         reference = before["optimizer"]
         state_before = dict(reference.state)  # step() replaces each entry, it does not change it
-        expected_params = reference.step(before["params"], before["grads"])
+        if before["found_inf"]:
+            expected_params = self._skipped_step(reference, before)
+        else:
+            if before["grad_scale"] is not None:
+                before["grads"] = _unscaled(before["grads"], before["grad_scale"])
+            expected_params = reference.step(before["params"], before["grads"])
         torch_state = interop.numpy_state_dict(optimizer.state_dict())["state"]
         mismatches = []
         self.agreement = {}
@@ -142,7 +159,7 @@ class Watcher:
             torch_values = {"param": interop.to_numpy(tensor), **torch_state.get(index, {})}
             refwd_values = {"param": expected_params[name], **reference.state.get(name, {})}
             scales = functools.cache(functools.partial(self._scales, reference, name, before,
-                                                       state_before.get(name, {})))
+                                                       state_before.get(name, {}), refwd_values))
             comparer = Comparer(before["params"][name].dtype.name)
             self.agreement[name] = {}
             for key in sorted(set(torch_values) | set(refwd_values)):
@@ -158,12 +175,27 @@ class Watcher:
             for mismatch in mismatches:
                 self.logger.warning("refwd watch: %s", mismatch.describe())
 
-    def _scales(self, reference, name, before, state):
+    def _skipped_step(self, reference, before):
+        """What a step that GradScaler's ``found_inf`` skips must leave: the params and state as they were.
+
+        Only where a parameter had no state may torch's Adam and AdamW have made it before their kernel
+        skipped: step 0 and zero moments, which is the state refwd's rule starts from when there is none.
+        """
+        if spec_for_refwd(reference).key in ("adam", "adamw"):
+            for group in reference.param_groups:
+                for name in group["params"]:
+                    if before["grads"][name] is not None and name not in reference.state:
+                        zeros = np.zeros_like(before["params"][name])
+                        moments = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+                        reference.state[name] = {"step": 0, **{key: zeros.copy() for key in moments}}
+        return dict(before["params"])
+
+    def _scales(self, reference, name, before, state, expected):
         """The error scale of each output of this parameter's step (zeros where torch skips it: no change)."""
         grad = before["grads"][name]
         param = before["params"][name]
-        if grad is None:
-            return {key: np.zeros(np.shape(value)) for key, value in {"param": param, **state}.items()}
+        if grad is None or before["found_inf"]:
+            return {key: np.zeros(np.shape(value)) for key, value in expected.items()}
         group = next(group for group in reference.param_groups if name in group["params"])
         hyperparameters = {key: group[key] for key in reference.defaults}
         return tolerance.step_scales(spec_for_refwd(reference).error_scale_rule, param, grad, state,
@@ -194,8 +226,7 @@ class Watcher:
         return worst.ulps
 
     def _grads(self, tensors):
-        return {name: None if tensor.grad is None else interop.to_numpy(tensor.grad, f"grad of {name!r}")
-                for name, tensor in tensors.items()}
+        return {name: interop.grad_to_numpy(name, tensor) for name, tensor in tensors.items()}
 
     def _inside_checked_step(self):
         """True when a step being checked is still running further up the stack (a nested super().step())."""
@@ -205,6 +236,18 @@ class Watcher:
                 return True
             frame = frame.f_back
         return False
+
+
+def _scalar(tensor):
+    """A 1-element tensor (GradScaler's scale or inf flag) as a Python float; None stays None."""
+    return None if tensor is None else float(tensor.item())
+
+
+def _unscaled(grads, grad_scale):
+    """The grads as torch's fused kernels unscale them: divided by the scale, in the grad's dtype (measured
+    bit-exact against torch 2.13's fused Adam, AdamW and SGD on the CPU, float32 and float64; not
+    ``grad * (1 / scale)``, which ``GradScaler.unscale_`` does for the other optimizers)."""
+    return {name: None if grad is None else grad / grad.dtype.type(grad_scale) for name, grad in grads.items()}
 
 
 def watch(optimizer, model=None, **options):
