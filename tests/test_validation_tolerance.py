@@ -173,3 +173,29 @@ def test_every_flag_combination_has_an_error_model():
         hyperparameters = dict(lr=0.1, momentum=momentum, nesterov=nesterov, maximize=maximize, weight_decay=wd)
         out = tolerance.step_scales(OPTIMIZERS["sgd"].error_scale_rule, p, g, {}, hyperparameters, "float64")
         assert np.all(np.isfinite(out["param"]))
+
+
+def test_an_overflowing_fma_is_undecidable_not_a_false_alarm():
+    """λθ alone overflows next to an opposite infinite gradient: torch's FMA keeps the infinity (−∞), refwd's
+    rounded product gives NaN; the error scale there is infinite, so the element counts 0 ULPs, and the others
+    keep their finite scales (docs/findings-scalars.md)."""
+    torch = pytest.importorskip("torch")
+    param = np.array([3e38, 1.0, -3e38], dtype=np.float32)
+    grad = np.array([-np.inf, 1.0, np.inf], dtype=np.float32)
+    hyperparameters = dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=10.0, nesterov=False, maximize=False)
+    with np.errstate(all="ignore"):
+        refwd_param, _ = refwd.optim.sgd_step(param, grad, {}, **hyperparameters)
+        scales = tolerance.step_scales(OPTIMIZERS["sgd"].error_scale_rule, param, grad, {}, hyperparameters,
+                                       "float32")
+    tensor = torch.tensor(param.copy(), requires_grad=True)
+    tensor.grad = torch.tensor(grad.copy())
+    torch.optim.SGD([tensor], lr=0.1, weight_decay=10.0, foreach=False).step()
+    torch_param = tensor.detach().numpy()
+    assert np.isnan(refwd_param[[0, 2]]).all() and list(torch_param[[0, 2]]) == [np.inf, -np.inf]
+    assert np.isinf(scales["param"][[0, 2]]).all() and np.isfinite(scales["param"][1])
+    ulps = tolerance.ulps(refwd_param, torch_param, scales["param"], "float32")
+    assert ulps[0] == ulps[2] == 0.0 and ulps[1] <= tolerance.budget("float32", "param")
+    # and a wrong finite element next to them is still caught
+    refwd_param[1] = np.nextafter(refwd_param[1], np.float32(1), dtype=np.float32) * np.float32(1.001)
+    assert tolerance.ulps(refwd_param, torch_param, scales["param"], "float32")[1] > tolerance.budget("float32",
+                                                                                                        "param")
