@@ -80,7 +80,7 @@ class CaseResult:
         return f"worst {format_ulps(self.worst_ulps)} ulp"
 
 
-def run_case(case, *, rules=None, trajectory=None):
+def run_case(case, *, rules=None, trajectory=None, sides=("refwd", "torch"), params_only=False):
     """Run ``case`` (a :class:`refwd_validation.cases.Case`) and return its :class:`CaseResult`.
 
     ``trajectory`` replaces the live torch run by other :class:`refwd_validation.twin.TorchStep` s: a recording
@@ -91,15 +91,18 @@ def run_case(case, *, rules=None, trajectory=None):
     ``(param, grad, state, **hyperparameters) -> (new_param, new_state)`` that replaces refwd's rule for that
     optimizer in the lock-step and the free-running check. Never raises for a failure inside the case: a torch
     crash (or any exception) becomes status "error" with the exception text.
+
+    ``sides`` names the two sides in the pinpoints (a target's name for torch's). ``params_only`` checks the
+    params alone, refwd keeping its own state, for a trajectory whose state cannot be mapped to refwd's.
     """
     result = CaseResult(case=case)
-    comparer = Comparer(case.dtype)
+    comparer = Comparer(case.dtype, sides=sides)
     started = time.perf_counter()
     try:
         import torch
         result.torch_version = torch.__version__
         _run(case, comparer, result, (rules or {}).get(case.optimizer),
-             torch_trajectory(case) if trajectory is None else trajectory)
+             torch_trajectory(case) if trajectory is None else trajectory, params_only)
     except Exception as error:  # a crash in torch or anywhere in the case is this case's error
         frames = traceback.extract_tb(error.__traceback__)
         where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
@@ -118,15 +121,20 @@ def run_case(case, *, rules=None, trajectory=None):
     return classify(result)
 
 
-def _run(case, comparer, result, rule, trajectory):
+def _run(case, comparer, result, rule, trajectory, params_only=False):
     model = scenario.refwd_model(case)
     lock = scenario.refwd_optimizer(case, list(scenario.initial_params(case)), rule)
+    params_lock = ParamsOnly(case, comparer, rule) if params_only else None
     free = FreeRunning(case, comparer, rule) if case.free_steps else None
     for torch_step in trajectory:
         result.steps = torch_step.step
         if torch_step.step <= case.steps:
-            check_gradients(case, model, comparer, torch_step)
-            check_lockstep(case, lock, comparer, torch_step)
+            if torch_step.gradients_checked:
+                check_gradients(case, model, comparer, torch_step)
+            if params_lock is not None:
+                params_lock.check(torch_step)
+            else:
+                check_lockstep(case, lock, comparer, torch_step)
         if free is not None and torch_step.step <= case.free_steps:
             free.check(model, torch_step)
         if comparer.failed:
@@ -185,8 +193,38 @@ def check_lockstep(case, optimizer, comparer, torch_step):
         comparer.compare(Check.LOCKSTEP, torch_step.step, name, "param", _rounded(new_params[name], case),
                          torch_step.new_params[name], scales.get("param", 0.0))
         for key in sorted(set(refwd_state) & set(torch_state) - {"step"}):
+            converted = np.abs(torch_state[key]) if key in torch_step.transformed else 0.0  # one more rounding
             comparer.compare(Check.LOCKSTEP, torch_step.step, name, key, _rounded(refwd_state[key], case),
-                             torch_state[key], scales.get(key, 0.0))
+                             torch_state[key], scales.get(key, 0.0) + converted)
+
+
+class ParamsOnly:
+    """2'. Lock-step on the params alone: refwd's rule on the target's params and grads, with refwd's own state
+    (the target's cannot be mapped), whose error scales grow along the run as in the free-running check."""
+
+    def __init__(self, case, comparer, rule):
+        self.case, self.comparer = case, comparer
+        self.optimizer = scenario.refwd_optimizer(case, list(scenario.initial_params(case)), rule)
+        self.state_error_scales = {}
+
+    def check(self, torch_step):
+        case, step = self.case, torch_step.step
+        for group, lr in zip(self.optimizer.param_groups, torch_step.lrs):
+            group["lr"] = lr
+        state_before = dict(self.optimizer.state)
+        given = {name: grad for name, grad in torch_step.grads.items() if grad is not None}
+        new_params = self.optimizer.step(torch_step.params, given)
+        hyperparameters = scenario.group_hyperparameters(self.optimizer, torch_step.lrs)
+        error_scale_rule = OPTIMIZERS[case.optimizer].error_scale_rule
+        for name, param in torch_step.params.items():
+            scales = {}
+            if torch_step.grads[name] is not None:
+                scales = tolerance.step_scales(error_scale_rule, param, torch_step.grads[name],
+                                               state_before.get(name, {}), hyperparameters[name], case.dtype,
+                                               scales=self.state_error_scales.get(name))
+                self.state_error_scales[name] = {key: value for key, value in scales.items() if key != "param"}
+            self.comparer.compare(Check.LOCKSTEP, step, name, "param", _rounded(new_params[name], case),
+                                  torch_step.new_params[name], scales.get("param", 0.0))
 
 
 class FreeRunning:

@@ -8,6 +8,7 @@ and nothing from earlier steps (memory stays flat). :class:`TorchStepper` takes 
 grads and state (the replay of a recording). :func:`one_thread` is the one place that pins torch's threads.
 """
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +116,8 @@ class TorchStep:
     ``state`` and ``new_state`` map each parameter name to its optimizer state with torch's keys; ``step``
     counts are Python ints. ``grads`` holds None for a parameter whose grad was None at this step;
     ``all_grads`` holds every gradient autograd computed (before the None schedule was applied).
+    ``gradients_checked`` is False where the gradients are refwd's own (a function target): nothing to check.
+    ``transformed`` names the state keys converted from another stored form (one more rounding each).
     """
 
     step: int
@@ -129,6 +132,8 @@ class TorchStep:
     state: dict
     new_params: dict
     new_state: dict
+    gradients_checked: bool = True
+    transformed: frozenset = frozenset()
 
 
 def state_numpy(state, dtype):
@@ -142,19 +147,24 @@ def state_numpy(state, dtype):
     return out
 
 
-def torch_trajectory(case, steps=None):
-    """Run the torch twin for ``steps`` (default: the case's) and yield a :class:`TorchStep` per step."""
+def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, lr_key="lr", transformed=frozenset()):
+    """Run the torch twin for ``steps`` (default: the case's) and yield a :class:`TorchStep` per step.
+
+    ``make_optimizer(named)`` builds another torch-style optimizer than the case's (a target), and
+    ``read_state(optimizer, name, tensor, lrs)`` reads its state in refwd's keys; ``lr_key`` is its groups' name
+    for the lr.
+    """
     torch = import_torch()
     model, named = torch_model(case, scenario.initial_params(case))
-    optimizer = torch_optimizer(case, named)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    optimizer = (make_optimizer or functools.partial(torch_optimizer, case))(named)
+    base_lrs = [group[lr_key] for group in optimizer.param_groups]
     device, torch_dtype, dtype = torch_device(case), getattr(torch, case.dtype), case.dtype
     params = {name: to_numpy(tensor, dtype) for name, tensor in named.items()}
     state = {name: {} for name in named}
     for step in range(1, (steps or case.total_steps) + 1):
         lrs = [lr * case.lr_factor(step) for lr in base_lrs]
         for group, lr in zip(optimizer.param_groups, lrs):
-            group["lr"] = lr
+            group[lr_key] = lr
         x64, y64 = scenario.batch(case, step)
         x = torch.from_numpy(x64).to(device=device, dtype=torch_dtype)
         y = torch.from_numpy(y64).to(device=device, dtype=torch_dtype)
@@ -170,11 +180,14 @@ def torch_trajectory(case, steps=None):
             grads[name] = None if tensor.grad is None else all_grads[name]
         optimizer.step()
         new_params = {name: to_numpy(tensor, dtype) for name, tensor in named.items()}
-        new_state = {name: state_numpy(optimizer.state[tensor], dtype) if tensor in optimizer.state else {}
-                     for name, tensor in named.items()}
+        if read_state is None:
+            new_state = {name: state_numpy(optimizer.state[tensor], dtype) if tensor in optimizer.state else {}
+                         for name, tensor in named.items()}
+        else:
+            new_state = {name: read_state(optimizer, name, tensor, lrs) for name, tensor in named.items()}
         yield TorchStep(step=step, lrs=lrs, loss_scale=scale, x=to_numpy(x, dtype), y=to_numpy(y, dtype),
                         params=params, all_grads=all_grads, grads=grads, loss=float(step_loss.item()),
-                        state=state, new_params=new_params, new_state=new_state)
+                        state=state, new_params=new_params, new_state=new_state, transformed=transformed)
         params, state = new_params, new_state
 
 

@@ -1,0 +1,94 @@
+"""``refwd check``: any optimizer implementation (a target) against one of refwd's rules, over the matrix's scenarios.
+
+The scenarios are the case matrix's for the chosen rule (models, data, param groups, lr schedules, gradients of
+None, dtypes), run through the target instead of torch's class, with the same checks, derived tolerances,
+pinpoints and reports as ``refwd validate``. Nothing from the target widens its own tolerance: the error scales
+come from refwd's error model and torch's (or the target's) inputs alone.
+
+In Python::
+
+    from refwd_validation.check import check
+    results = check("my_kernels:adamw_step", "adamw", quick=True)    # or the object itself
+    assert all(result.ok for result in results), [result.detail for result in results if not result.ok]
+"""
+import dataclasses
+
+from . import scenario
+from .cases import CASES, case_id, select
+from .harness import run_case
+from .outcomes import Status
+from .statemap import describe_scaling
+from .targets import FUNCTION, TargetError, make_target, trajectory
+
+
+def target_cases(target, *, dtype=None, case=None, quick=False):
+    """The matrix's scenarios for ``target.reference``, as cases of the target (``impl`` "target", cpu).
+
+    One case per configuration and dtype (torch's implementations are the target's business); ``quick`` keeps
+    each configuration once, in the dtype ``refwd validate --quick`` gives it. A function target runs float64 and
+    float32 only (it gets NumPy arrays).
+    """
+    chosen = select(CASES, optimizer=target.reference, device="cpu")
+    quick_dtypes = {c.config: c.dtype for c in chosen if c.quick}
+    dtypes = ("float64", "float32") if target.kind == FUNCTION else None
+    out, seen = [], set()
+    for base in chosen:
+        key = (base.config, base.dtype)
+        if key in seen or (dtypes and base.dtype not in dtypes) or (quick and quick_dtypes.get(base.config) != base.dtype):
+            continue
+        seen.add(key)
+        out.append(dataclasses.replace(base, id=case_id(base.config, base.dtype, "target", "cpu"), impl="target",
+                                       expect_error=""))
+    if dtype is not None:
+        wanted = {dtype} if isinstance(dtype, str) else set(dtype)
+        out = [c for c in out if c.dtype in wanted]
+    if case is not None:
+        wanted = {case} if isinstance(case, str) else set(case)
+        unknown = sorted(wanted - {c.id for c in out})
+        if unknown:
+            raise TargetError(f"unknown case {unknown[0]!r} for this target; 'refwd check TARGET --as "
+                              f"{target.reference} --list' shows them")
+        out = [c for c in out if c.id in wanted]
+    return out
+
+
+def check_case(target, case):
+    """Run one case of ``target``: a :class:`refwd_validation.harness.CaseResult` (never raises for the target's
+    own failures: they are the case's error, naming target, case, step and parameter)."""
+    steps = []
+
+    def recorded():  # keep the last step: a failing state key is then told apart from a wrong mapping
+        for torch_step in trajectory(target, case):
+            steps[:] = [torch_step]
+            yield torch_step
+
+    result = run_case(case, trajectory=recorded(), sides=("refwd", "target"), params_only=target.params_only)
+    result.torch_version = None   # the run says nothing about torch's own classes (no known-defect applies)
+    if result.status == Status.FAIL and steps and result.failure.key not in ("param", "grad", "loss", "step"):
+        hint = _mapping_hint(case, steps[-1], result.failure)
+        if hint:
+            result.note = f"{result.failure.parameter} {result.failure.key}: {hint}"
+    return result
+
+
+def _mapping_hint(case, torch_step, failure):
+    """Whether the failing state tensor is refwd's times a constant (a convention of storage, not math)."""
+    optimizer = scenario.refwd_optimizer(case, list(torch_step.params))
+    for group, lr in zip(optimizer.param_groups, torch_step.lrs):
+        group["lr"] = lr
+    optimizer.state = {name: dict(state) for name, state in torch_step.state.items()}
+    optimizer.step(torch_step.params, {name: g for name, g in torch_step.grads.items() if g is not None})
+    refwd_value = optimizer.state.get(failure.parameter, {}).get(failure.key)
+    target_value = torch_step.new_state.get(failure.parameter, {}).get(failure.key)
+    return None if refwd_value is None or target_value is None else describe_scaling(refwd_value, target_value)
+
+
+def check(implementation, reference, *, kwargs=None, hyper=None, state_map=None, params_only=False, dtype=None,
+          case=None, quick=False):
+    """Check ``implementation`` (an object or ``module:attribute``) against refwd's rule ``reference``; return
+    the :class:`refwd_validation.harness.CaseResult` of every case, in order."""
+    target = implementation if hasattr(implementation, "reference") else make_target(
+        implementation, reference, kwargs=kwargs, hyper=hyper, state_map=state_map, params_only=params_only)
+    from .twin import one_thread
+    with one_thread():
+        return [check_case(target, c) for c in target_cases(target, dtype=dtype, case=case, quick=quick)]

@@ -1,0 +1,228 @@
+"""Targets: any implementation that performs optimizer steps, run through the harness's scenarios as torch is.
+
+A target is one of
+
+- a **torch-style optimizer**: a ``torch.optim.Optimizer`` subclass from any library, or a factory with torch's
+  constructor shape ``factory(params, **hyperparameters)``; torch's autograd gives its gradients, as for torch's
+  own classes, so the gradient check runs too;
+- a **plain function** ``(param, grad, state, **hyperparameters) -> (new_param, new_state)`` on NumPy arrays
+  (a kernel written in anything else, wrapped by its author); refwd's autograd gives the gradients.
+
+Named on the command line as ``module:attribute``. A target yields the harness's
+:class:`refwd_validation.twin.TorchStep` stream from its own trajectory, its state mapped to refwd's keys
+(:mod:`refwd_validation.statemap`), and the harness checks it lock-step against refwd's rule.
+"""
+import importlib
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import refwd
+
+from . import scenario, twin
+from .dtypes import round_to
+from .optimizers import OPTIMIZERS
+from .statemap import StateMap
+
+TORCH_STYLE, FUNCTION = "torch-style optimizer", "function"
+
+
+class TargetError(Exception):
+    """A target that cannot be imported or built, or is used wrongly: the message names it. Exit code 2."""
+
+
+class TargetStepError(RuntimeError):
+    """The target misbehaved inside a step (raised, returned the wrong thing, changed its inputs): the message
+    names the target, step and parameter. The case is an error; the run goes on."""
+
+
+@dataclass
+class Target:
+    """What is checked (``implementation``), against which of refwd's rules (``reference``), and how its names
+    and state map to refwd's."""
+
+    name: str
+    implementation: object
+    reference: str                                  # a key of refwd_validation.optimizers.OPTIMIZERS
+    kwargs: dict = field(default_factory=dict)      # extra keywords for every construction or call
+    hyper: dict = field(default_factory=dict)       # refwd hyperparameter -> the target's name(s); "" drops it
+    state_map: StateMap = field(default_factory=StateMap)
+    params_only: bool = False                       # the target's state is not compared (nor given to refwd)
+
+    @property
+    def kind(self):
+        return FUNCTION if _is_function(self.implementation) else TORCH_STYLE
+
+    @property
+    def torch_builtin(self):
+        """The torch.optim class this target is (re-exported under another name), or None."""
+        torch = twin.import_torch()
+        for spec in OPTIMIZERS.values():
+            if self.implementation is spec.torch_optimizer_class(torch):
+                return f"torch.optim.{spec.torch_class}"
+        return None
+
+    def hyperparameters(self, refwd_hyperparameters):
+        """refwd's hyperparameters under the target's names (``betas`` may split into two), plus ``kwargs``."""
+        out = {}
+        for key, value in refwd_hyperparameters.items():
+            names = self.hyper.get(key, key)
+            if names == "":
+                continue
+            if "," in names:
+                out.update(zip(names.split(","), value))
+            else:
+                out[names] = value
+        return {**out, **self.kwargs}
+
+
+def load(spec):
+    """The object named by ``module:attribute`` (dotted attributes allowed)."""
+    module_name, colon, attribute = spec.partition(":")
+    if not colon or not module_name or not attribute:
+        raise TargetError(f"target {spec!r} is not module:attribute (e.g. torch.optim:AdamW, my_kernels:adamw_step)")
+    try:
+        value = importlib.import_module(module_name)
+    except Exception as error:  # ImportError, or anything the module raises while importing
+        raise TargetError(f"target {spec!r}: cannot import {module_name!r}: {type(error).__name__}: {error}") from None
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise TargetError(f"target {spec!r}: {module_name!r} has no attribute {attribute!r}")
+        value = getattr(value, part)
+    if not callable(value):
+        raise TargetError(f"target {spec!r} is a {type(value).__name__}, not an optimizer class, factory or function")
+    return value
+
+
+def make_target(implementation, reference, *, name=None, kwargs=None, hyper=None, state_map=None, params_only=False):
+    """A :class:`Target` from an object or a ``module:attribute`` string, checked against refwd's rule names."""
+    if reference not in OPTIMIZERS:
+        raise TargetError(f"--as {reference!r}: refwd's rules are {', '.join(OPTIMIZERS)}")
+    if isinstance(implementation, str):
+        name = name or implementation
+        implementation = load(implementation)
+    name = name or getattr(implementation, "__qualname__", repr(implementation))
+    return Target(name=name, implementation=implementation, reference=reference, kwargs=dict(kwargs or {}),
+                  hyper=dict(hyper or {}), state_map=state_map if isinstance(state_map, StateMap)
+                  else StateMap.parse(state_map), params_only=params_only)
+
+
+def _is_function(implementation):
+    """A plain rule takes (param, grad, state, ...); a torch-style factory takes (params, ...) or is a class."""
+    if inspect.isclass(implementation):
+        return False
+    try:
+        positional = [p for p in inspect.signature(implementation).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(positional) >= 3
+
+
+def trajectory(target, case):
+    """The target's run of ``case`` as :class:`refwd_validation.twin.TorchStep` s, state in refwd's keys."""
+    if target.kind == FUNCTION:
+        return function_trajectory(target, case)
+    return torch_style_trajectory(target, case)
+
+
+def refwd_state_keys(case, hyperparameters):
+    """The state keys refwd's rule keeps for a parameter with these hyperparameters (from one step of the rule)."""
+    return set(OPTIMIZERS[case.optimizer].rule(np.ones(2), np.ones(2), {}, **hyperparameters)[1])
+
+
+def torch_style_trajectory(target, case):
+    torch = twin.import_torch()
+    reference = scenario.refwd_optimizer(case, list(scenario.initial_params(case)))
+
+    def make_optimizer(named):
+        groups = [dict(target.hyperparameters(overrides), params=[named[name] for name in chosen])
+                  for chosen, overrides in scenario.group_names(case, list(named))]
+        try:
+            optimizer = target.implementation(groups, **target.hyperparameters(case.kwargs))
+        except Exception as error:
+            raise TargetStepError(f"target {target.name} cannot be built for case {case.id} with "
+                                  f"{target.hyperparameters(case.kwargs)}: {type(error).__name__}: {error}") from None
+        if not isinstance(optimizer, torch.optim.Optimizer) and not hasattr(optimizer, "step"):
+            raise TargetStepError(f"target {target.name} built a {type(optimizer).__name__}, not an optimizer")
+        return optimizer
+
+    def read_state(optimizer, name, tensor, lrs):
+        hyperparameters = scenario.group_hyperparameters(reference, lrs)[name]
+        native = optimizer.state.get(tensor, {})
+        if target.params_only:
+            return {}
+        return target.state_map.to_refwd(_numpy_state(native, case.dtype), refwd_state_keys(case, hyperparameters),
+                                         hyperparameters)
+
+    lr_key = target.hyper.get("lr", "lr") or "lr"
+    return twin.torch_trajectory(case, make_optimizer=make_optimizer, read_state=read_state, lr_key=lr_key,
+                                 transformed=target.state_map.transformed)
+
+
+def _numpy_state(state, dtype):
+    torch = twin.import_torch()
+
+    def convert(value):
+        if isinstance(value, torch.Tensor):
+            return value.item() if value.numel() == 1 and value.dim() == 0 else twin.to_numpy(value, dtype)
+        if isinstance(value, dict):
+            return {key: convert(item) for key, item in value.items()}
+        return value
+
+    return {key: convert(value) for key, value in state.items()}
+
+
+def function_trajectory(target, case):
+    """A plain function's run: refwd's autograd gives the gradients at the function's own params; the function
+    keeps its own state per parameter."""
+    if case.lowp:
+        raise TargetError(f"case {case.id}: a function target runs in float64 or float32, not {case.dtype}")
+    model = scenario.refwd_model(case)
+    dtype = np.dtype(case.dtype)
+    params = scenario.initial_params(case)
+    reference = scenario.refwd_optimizer(case, list(params))
+    base_lrs = [group["lr"] for group in reference.param_groups]
+    native = {name: {} for name in params}
+    state = {name: {} for name in params}   # in refwd's keys, mapped with the hyperparameters of the step that wrote it
+    for step in range(1, case.steps + 1):
+        lrs = [lr * case.lr_factor(step) for lr in base_lrs]
+        hyperparameters = scenario.group_hyperparameters(reference, lrs)
+        x, y = (round_to(value, case.dtype) for value in scenario.batch(case, step))
+        scale = scenario.loss_scale(case, step)
+        loss, all_grads = refwd.value_and_grad(lambda p: refwd.mse(model(p, x), y) * scale)(params)
+        grads = {name: None if case.grad_is_none(name, step) else grad for name, grad in all_grads.items()}
+        new_params, new_native, new_state = {}, {}, {}
+        for name, param in params.items():
+            if grads[name] is None:
+                new_params[name], new_native[name], new_state[name] = param, native[name], state[name]
+                continue
+            new_params[name], new_native[name] = _call(target, case, step, name, param, grads[name], native[name],
+                                                       hyperparameters[name], dtype)
+            new_state[name] = {} if target.params_only else target.state_map.to_refwd(
+                new_native[name], refwd_state_keys(case, hyperparameters[name]), hyperparameters[name])
+        yield twin.TorchStep(step=step, lrs=lrs, loss_scale=scale, x=x, y=y, params=params, all_grads=all_grads,
+                             grads=grads, loss=float(loss), state=state, new_params=new_params, new_state=new_state,
+                             gradients_checked=False, transformed=target.state_map.transformed)
+        state = new_state
+        params, native = new_params, new_native
+
+
+def _call(target, case, step, name, param, grad, state, hyperparameters, dtype):
+    """One call of a function target, with its contract checked: inputs untouched, a (param, state) pair back."""
+    where = f"target {target.name}, case {case.id}, step {step}, parameter {name!r}"
+    given = (param.copy(), grad.copy())
+    try:
+        result = target.implementation(param.copy(), grad, dict(state), **target.hyperparameters(hyperparameters))
+    except Exception as error:
+        raise TargetStepError(f"{where}: raised {type(error).__name__}: {error}") from None
+    if not np.array_equal(grad, given[1], equal_nan=True):
+        raise TargetStepError(f"{where}: the target changed the gradient it was given")
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+        raise TargetStepError(f"{where}: returned {type(result).__name__}, not (new_param, new_state dict)")
+    new_param = np.asarray(result[0])
+    if new_param.shape != param.shape or new_param.dtype != dtype:
+        raise TargetStepError(f"{where}: returned a {new_param.dtype} {new_param.shape} param for a {dtype} "
+                              f"{param.shape} one")
+    return new_param, result[1]
