@@ -125,7 +125,7 @@ def _run(case, comparer, result, rule, trajectory, params_only=False):
     model = scenario.refwd_model(case)
     lock = scenario.refwd_optimizer(case, list(scenario.initial_params(case)), rule)
     params_lock = ParamsOnly(case, comparer, rule) if params_only else None
-    free = FreeRunning(case, comparer, rule) if case.free_steps else None
+    free = FreeRunning(case, comparer, rule, params_only) if case.free_steps else None
     for torch_step in trajectory:
         result.steps = torch_step.step
         if torch_step.step <= case.steps:
@@ -231,8 +231,8 @@ class FreeRunning:
     """3. refwd's own trajectory (its own gradients and state) against torch's, with error scales that grow
     along the trajectory as the first-order error of the whole run does."""
 
-    def __init__(self, case, comparer, rule):
-        self.case, self.comparer = case, comparer
+    def __init__(self, case, comparer, rule, params_only=False):
+        self.case, self.comparer, self.params_only = case, comparer, params_only
         self.params = scenario.initial_params(case)
         self.optimizer = scenario.refwd_optimizer(case, list(self.params), rule)
         self.error_scales = {name: {"param": np.zeros(np.shape(value))} for name, value in self.params.items()}
@@ -251,6 +251,8 @@ class FreeRunning:
         error_scale_rule = OPTIMIZERS[case.optimizer].error_scale_rule
         for name in self.params:
             refwd_state, torch_state = self.optimizer.state.get(name, {}), torch_step.new_state[name]
+            if self.params_only:  # the other side's state is not known: compare the params only
+                refwd_state = torch_state = {}
             comparer.compare_keys(Check.FREE_RUNNING, step, name, refwd_state, torch_state)
             if torch_step.grads[name] is not None:
                 inputs = dict(self.error_scales[name], grad=grad_scales[name])

@@ -154,7 +154,7 @@ def optimizer_from_torch(torch_optimizer, model=None):
         for param, name in zip(group["params"], group_names):
             check_dtype(param, f"parameter {name!r}")
     accepted = set(inspect.signature(refwd_class.__init__).parameters) - {"self", "params"}
-    defaults = {key: _python_value(value) for key, value in torch_optimizer.defaults.items() if key in accepted}
+    defaults = {key: python_value(value) for key, value in torch_optimizer.defaults.items() if key in accepted}
     optimizer = refwd_class([{"params": group_names} for group_names in names], **defaults)
     optimizer.load_state_dict(numpy_state_dict(torch_optimizer.state_dict()))
     return optimizer
@@ -169,12 +169,12 @@ def numpy_state_dict(torch_state_dict):
             if value is None:  # older torch kept "momentum_buffer": None for SGD without momentum
                 continue
             if key == "step":
-                state[index][key] = int(_python_value(value))
+                state[index][key] = int(python_value(value))
             elif isinstance(value, torch.Tensor):
                 state[index][key] = to_numpy(value, f"state[{index}][{key!r}]")
             else:
                 state[index][key] = value
-    groups = [{key: _python_value(value) for key, value in group.items()}
+    groups = [{key: python_value(value) for key, value in group.items()}
               for group in torch_state_dict["param_groups"]]
     return {"state": state, "param_groups": groups}
 
@@ -260,12 +260,12 @@ def _layout_name(tensor):
     return f"sparse ({tensor.layout})" if "sparse" in str(tensor.layout) else f"{tensor.layout}-layout"
 
 
-def _python_value(value):
+def python_value(value):
     """torch's ``.item()`` for 1-element tensors (also inside tuples); anything else as it is."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"a hyperparameter tensor must have one element, got shape {tuple(value.shape)}")
         return value.item()
     if isinstance(value, tuple):
-        return tuple(_python_value(item) for item in value)
+        return tuple(python_value(item) for item in value)
     return value

@@ -153,7 +153,7 @@ def torch_style_trajectory(target, case):
         native = optimizer.state.get(tensor, {})
         if target.params_only:
             return {}
-        return target.state_map.to_refwd(_numpy_state(native, case.dtype), refwd_state_keys(case, hyperparameters),
+        return target.state_map.to_refwd(numpy_state(native, case.dtype), refwd_state_keys(case, hyperparameters),
                                          hyperparameters)
 
     lr_key = target.hyper.get("lr", "lr") or "lr"
@@ -161,7 +161,8 @@ def torch_style_trajectory(target, case):
                                  transformed=target.state_map.transformed)
 
 
-def _numpy_state(state, dtype):
+def numpy_state(state, dtype):
+    """A torch-style optimizer's state of one parameter as NumPy (0-d tensors as numbers; nested dicts too)."""
     torch = twin.import_torch()
 
     def convert(value):

@@ -40,7 +40,8 @@ import numpy as np
 from . import interop, tolerance
 from .compare import Comparer
 from .outcomes import Check
-from .optimizers import spec_for_refwd
+from .optimizers import OPTIMIZERS, spec_for_refwd
+from .targets import make_target, numpy_state
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,15 @@ class Watcher:
     parameter and key of the last step checked.
     """
 
-    def __init__(self, optimizer, model=None, *, on_mismatch="raise", logger=logger):
+    def __init__(self, optimizer, model=None, *, on_mismatch="raise", logger=logger, reference=None, hyper=None,
+                 state_map=None):
         if on_mismatch not in ("raise", "log"):
             raise ValueError(f"on_mismatch must be 'raise' or 'log', got {on_mismatch!r}")
-        interop.refwd_class_for(optimizer)          # an unsupported optimizer fails here, not at its first step
+        # any torch-style optimizer: checked against refwd's rule ``reference``, names and state mapped
+        self.target = None if reference is None else make_target(
+            type(optimizer), reference, hyper=hyper, state_map=state_map)
+        if self.target is None:
+            interop.refwd_class_for(optimizer)      # an unsupported optimizer fails here, not at its first step
         names = interop.parameter_names(optimizer, model)   # and so does a parameter the model does not have
         for group, group_names in zip(optimizer.param_groups, names):
             for param, name in zip(group["params"], group_names):
@@ -120,7 +126,8 @@ class Watcher:
                    for name, param in zip(group_names, group["params"])}
         self._before = {"tensors": tensors,
                         "params": interop.params_from_torch(tensors),
-                        "optimizer": interop.optimizer_from_torch(optimizer, self.model),
+                        "optimizer": interop.optimizer_from_torch(optimizer, self.model) if self.target is None
+                        else self._reference_of_target(optimizer, names),
                         "grads": self._grads(tensors),
                         # read as torch's step reads them: GradScaler sets them on a fused optimizer
                         "grad_scale": _scalar(getattr(optimizer, "grad_scale", None)),
@@ -152,7 +159,9 @@ class Watcher:
             if before["grad_scale"] is not None:
                 before["grads"] = _unscaled(before["grads"], before["grad_scale"])
             expected_params = reference.step(before["params"], before["grads"])
-        torch_state = interop.numpy_state_dict(optimizer.state_dict())["state"]
+        torch_state = interop.numpy_state_dict(optimizer.state_dict())["state"] if self.target is None else {
+            index: self._target_state(optimizer, tensor, reference, name)
+            for index, (name, tensor) in enumerate(before["tensors"].items())}
         mismatches = []
         self.agreement = {}
         for index, (name, tensor) in enumerate(before["tensors"].items()):
@@ -174,6 +183,35 @@ class Watcher:
                 raise WatchError(mismatches)
             for mismatch in mismatches:
                 self.logger.warning("refwd watch: %s", mismatch.describe())
+
+    def _reference_of_target(self, optimizer, names):
+        """refwd's optimizer equivalent to a target's: its groups' hyperparameters and its state, mapped."""
+        target = self.target
+        refwd_class = OPTIMIZERS[target.reference].refwd_class
+        groups = []
+        for group, group_names in zip(optimizer.param_groups, names):
+            refwd_group = {"params": list(group_names)}
+            for key in refwd_class([{"params": ["p"]}]).defaults:
+                names_there = target.hyper.get(key, key)
+                if names_there and all(name in group for name in names_there.split(",")):
+                    values = [interop.python_value(group[name]) for name in names_there.split(",")]
+                    refwd_group[key] = tuple(values) if len(values) > 1 else values[0]
+            groups.append(refwd_group)
+        reference = refwd_class(groups)
+        for group, group_names in zip(optimizer.param_groups, names):
+            for tensor, name in zip(group["params"], group_names):
+                state = self._target_state(optimizer, tensor, reference, name)
+                if state:
+                    reference.state[name] = state
+        return reference
+
+    def _target_state(self, optimizer, tensor, reference, name):
+        """A target's state of one parameter in refwd's keys (the state map applied)."""
+        group = next(group for group in reference.param_groups if name in group["params"])
+        hyperparameters = {key: group[key] for key in reference.defaults}
+        native = numpy_state(optimizer.state.get(tensor, {}), str(tensor.dtype).rsplit(".", 1)[-1])
+        keys = set(OPTIMIZERS[self.target.reference].rule(np.ones(2), np.ones(2), {}, **hyperparameters)[1])
+        return self.target.state_map.to_refwd(native, keys, hyperparameters)
 
     def _skipped_step(self, reference, before):
         """What a step that GradScaler's ``found_inf`` skips must leave: the params and state as they were.
