@@ -81,6 +81,12 @@ def test_a_failing_case_exits_1_and_is_pinpointed(tmp_path, broken_sgd):
     (["--case", "no-such-case"], "unknown case 'no-such-case'"),
     (["--nesterov"], "unrecognized arguments: --nesterov"),
     (["--optimizer", "rmsprop", "--impl", "fused"], "no case matches"),
+    (["--dtype", ""], "--dtype needs a value; choose from float64, float32, float16, bfloat16"),
+    (["--optimizer", ","], "--optimizer needs a value; choose from sgd, rmsprop, adam, adamw"),
+    (["--impl", "fused", "--impl", " "], "--impl needs a value; choose from forloop, foreach, fused"),
+    (["--device", ""], "--device needs a value; choose from cpu, cuda"),
+    (["--case", ""], "--case needs a value; 'refwd validate --list' shows the case ids"),
+    (["--against", "nowhere", "--dtype", ""], "--dtype needs a value"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needle):
     code, out, err = run(*argv)
@@ -158,3 +164,87 @@ def test_json_report_is_valid_json_with_no_nan(tmp_path):
     assert ("free-running", "param") in worst and ("lockstep", "exp_avg_sq") in worst
     assert all(isinstance(v, float) or v == "inf" for v in worst.values())
     assert np.isfinite(data["seconds"])
+
+
+# --- paths that cannot be written, and Ctrl-C ----------------------------------------------------------------------
+
+@pytest.fixture
+def no_case_runs(monkeypatch):
+    """Any case run fails the test: the bad path must be found before the run."""
+    from refwd_validation import harness
+    monkeypatch.setattr(harness, "run_case", lambda *a, **k: pytest.fail("a case ran before the path was checked"))
+
+
+@pytest.mark.parametrize("where", ["a file's child", "/proc"])
+def test_record_into_a_path_that_cannot_be_created_is_exit_2(tmp_path, where, no_case_runs):
+    (tmp_path / "file").write_text("")
+    path = str(tmp_path / "file" / "rec") if where == "a file's child" else "/proc/refwd-rec"
+    code, out, err = run("--case", SMALL, "--record", path, "-q")
+    assert code == 2 and f"cannot record into {path}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["--json", "--junit"])
+@pytest.mark.parametrize("where", ["a directory", "a file's child", "/proc"])
+def test_a_report_path_that_cannot_be_written_is_exit_2_before_any_case_runs(tmp_path, flag, where, no_case_runs):
+    (tmp_path / "file").write_text("")
+    path = {"a directory": str(tmp_path), "a file's child": str(tmp_path / "file" / "r.json"),
+            "/proc": "/proc/refwd-report"}[where]
+    code, out, err = run("--case", SMALL, flag, path, "-q")
+    assert code == 2 and f"cannot write a report to {path}" in err and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]   # nothing left behind
+
+
+def test_a_report_path_in_a_new_directory_is_fine(tmp_path):
+    code, out, err = run("--case", SMALL, "--json", str(tmp_path / "new" / "r.json"), "-q")
+    assert code == 0 and json.loads((tmp_path / "new" / "r.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("broken, expected", [(False, 2), (True, 1)])
+def test_a_report_that_fails_at_the_end_keeps_the_summary_and_a_failing_verdict(tmp_path, monkeypatch, request,
+                                                                             broken, expected):
+    if broken:
+        request.getfixturevalue("broken_sgd")
+    from refwd_validation import report
+
+    def full_disk(path, *args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_json", full_disk)
+    code, out, err = run("--case", SMALL, "--json", str(tmp_path / "r.json"), "-q")
+    assert code == expected
+    assert "refwd validate: torch" in out and "passed" in out                  # the verdict is not thrown away
+    assert f"cannot write the report {tmp_path / 'r.json'}: No space left on device" in err
+
+
+def interrupt_after(monkeypatch, count):
+    """Ctrl-C once ``count`` cases have finished."""
+    from refwd_validation import harness
+    run_case, done = harness.run_case, []
+
+    def run_then_interrupt(*args, **kwargs):
+        if len(done) == count:
+            raise KeyboardInterrupt
+        done.append(1)
+        return run_case(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "run_case", run_then_interrupt)
+
+
+def test_ctrl_c_summarises_the_finished_cases_and_exits_130(tmp_path, monkeypatch):
+    interrupt_after(monkeypatch, 2)
+    code, out, err = run("--optimizer", "sgd", "--quick", "--json", str(tmp_path / "r.json"), "-q")
+    assert code == 130 and "Traceback" not in err
+    assert ": 2 cases in" in out and "passed 2, failed 0" in out
+    assert "interrupted after 2 of" in out and "no report was written" in out
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_ctrl_c_while_comparing_with_a_recording_exits_130(tmp_path, monkeypatch):
+    ids = "sgd-plain-f64-forloop-cpu,sgd-plain-f64-foreach-cpu,sgd-plain-f32-forloop-cpu"
+    assert run("--case", ids, "--record", str(tmp_path / "rec"), "-q")[0] == 0
+    from refwd_validation.recording import replay
+    interrupt_after(monkeypatch, 2)
+    monkeypatch.setattr(replay, "run_case", __import__("refwd_validation.harness").harness.run_case)
+    code, out, err = run("--against", str(tmp_path / "rec"), "--case", ids, "-q")
+    assert code == 130 and "Traceback" not in err
+    assert "interrupted after 2 of 3 cases" in out and out.count("| sgd-plain-") == 2

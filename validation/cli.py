@@ -1,8 +1,10 @@
 """The ``refwd`` command: ``refwd --version``, and ``refwd validate`` (the harness, recording and replay).
 
 ``refwd validate`` exit codes: 0 every case passed (known torch defects included), 1 a case failed or errored,
-2 a usage error: an unknown optimizer, impl, dtype, device or case, a filter that selects nothing, torch
-missing (with the install hint), cuda asked for and absent, or an unusable recording.
+2 a usage error: an unknown optimizer, impl, dtype, device or case, a filter without a value or that selects
+nothing, torch missing (with the install hint), cuda asked for and absent, an unusable recording, a report or
+recording path that cannot be written (checked before any case runs), 130 interrupted (Ctrl-C: the cases
+finished so far are summarised).
 
 A run feeds every result to a list of *reporters* (objects with ``start(cases)``, ``result(result)`` and
 ``finish(results, seconds)``): the progress display, and under ``--record`` the recorder.
@@ -14,7 +16,7 @@ import time
 
 import refwd
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 INSTALL_HINT = "python -m pip install torch"
 
 
@@ -27,11 +29,48 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _values(items):
-    """Repeated flags and comma-separated lists alike: ["adam,sgd", "rmsprop"] → ["adam", "sgd", "rmsprop"]."""
+def _values(items, flag=None):
+    """Repeated flags and comma-separated lists alike: ["adam,sgd", "rmsprop"] → ["adam", "sgd", "rmsprop"].
+
+    A flag given without a value (``--dtype ""``, ``--dtype ,``) is a usage error naming it and its choices.
+    """
     if not items:
         return None
-    return [value.strip() for item in items for value in item.split(",") if value.strip()]
+    values = [value.strip() for item in items for value in item.split(",") if value.strip()]
+    if any(not item.strip(" ,") for item in items):
+        from .cases import DEVICES, DTYPES, IMPLS, OPTIMIZERS
+        choices = {"optimizer": OPTIMIZERS, "impl": IMPLS, "dtype": DTYPES, "device": DEVICES}.get(flag)
+        hint = f"choose from {', '.join(choices)}" if choices else "'refwd validate --list' shows the case ids"
+        raise UsageError(f"--{flag} needs a value; {hint}")
+    return values
+
+
+def _filters(args):
+    """The filter flags' values (None where not given), checked for empty values."""
+    return {name: _values(getattr(args, name), name) for name in ("optimizer", "impl", "dtype", "device", "case")}
+
+
+def _check_writable(path):
+    """Refuse, before any case runs, a report path that cannot be written: opened for appending (so an existing
+    file is not truncated) and removed again if this created it; a missing parent directory must be creatable
+    (the report's writer creates it), which is checked on its nearest existing ancestor."""
+    import os
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        ancestor = parent
+        while not os.path.exists(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        if not os.path.isdir(ancestor) or not os.access(ancestor, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write a report to {path}: {ancestor} is not a writable directory")
+        return
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot write a report to {path}: {error.strerror or error}") from None
+    if not existed:
+        os.remove(path)
 
 
 def build_parser():
@@ -113,11 +152,19 @@ def _validate(args, stdout, stderr):
         print("refwd validate: --markdown goes with --against, and --against with neither --record nor --junit",
               file=stderr)
         return EXIT_USAGE
+    try:
+        filters = _filters(args)
+        for path in (args.json, args.junit, args.markdown):
+            if path and not args.list:
+                _check_writable(path)
+    except UsageError as error:
+        print(f"refwd validate: {error}", file=stderr)
+        return EXIT_USAGE
     if args.against:
-        return _against(args, torch, stdout, stderr)
+        return _against(args, filters, torch, stdout, stderr)
     from .cases import UnknownFilterError
     try:
-        cases = _select(args, torch.cuda.is_available())
+        cases = _select(filters, args.quick, torch.cuda.is_available())
     except (UsageError, UnknownFilterError) as error:
         print(f"refwd validate: {error}", file=stderr)
         return EXIT_USAGE
@@ -140,29 +187,42 @@ def _validate(args, stdout, stderr):
             return EXIT_USAGE
         reporters.append(recorder)
     with one_thread():
-        results, seconds = run(cases, reporters, recorder=recorder)
+        results, seconds, interrupted = run(cases, reporters, recorder=recorder)
     print(report.summary_text(results, seconds, env), file=stdout)
+    if interrupted:
+        print(f"refwd validate: interrupted after {len(results)} of {len(cases)} cases; the summary above is of "
+              "those" + ("; no report was written" if args.json or args.junit else "")
+              + (f"; {args.record} is incomplete (no manifest)" if args.record else ""), file=stdout)
+        return EXIT_INTERRUPTED
+    verdict = EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
+    for path, write in ((args.json, lambda path: report.write_json(path, results, seconds, env)),
+                        (args.junit, lambda path: report.write_junit(path, results, seconds))):
+        verdict = _write_report(path, write, verdict, stderr)
+    return verdict
+
+
+def _write_report(path, write, verdict, stderr):
+    """Write one report (if asked for); a failure names the path and keeps a failing verdict's exit code 1."""
+    if not path:
+        return verdict
     try:
-        if args.json:
-            report.write_json(args.json, results, seconds, env)
-        if args.junit:
-            report.write_junit(args.junit, results, seconds)
+        write(path)
     except OSError as error:
-        print(f"refwd validate: cannot write the report: {error}", file=stderr)
-        return EXIT_USAGE
-    return EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
+        print(f"refwd validate: cannot write the report {path}: {error.strerror or error}", file=stderr)
+        return EXIT_FAILED if verdict == EXIT_FAILED else EXIT_USAGE
+    return verdict
 
 
-def _select(args, cuda_available):
+def _select(filters, quick, cuda_available):
     from .cases import CASES, select
-    devices = _values(args.device)
-    if devices is None and not args.case:  # a case named by id brings its own device
+    devices = filters["device"]
+    if devices is None and not filters["case"]:  # a case named by id brings its own device
         devices = ["cpu", "cuda"] if cuda_available else ["cpu"]
-    cases = select(CASES, optimizer=_values(args.optimizer), impl=_values(args.impl), dtype=_values(args.dtype),
-                   device=devices, case=_values(args.case), quick=args.quick)
-    if "cuda" in (_values(args.device) or []) and not cuda_available:
+    cases = select(CASES, optimizer=filters["optimizer"], impl=filters["impl"], dtype=filters["dtype"],
+                   device=devices, case=filters["case"], quick=quick)
+    if "cuda" in (filters["device"] or []) and not cuda_available:
         raise UsageError("cuda was asked for (--device cuda), but torch.cuda.is_available() is False")
-    if args.case and not cuda_available:
+    if filters["case"] and not cuda_available:
         cuda_ids = [case for case in cases if case.device == "cuda"]
         if cuda_ids:
             raise UsageError(f"case {cuda_ids[0].id!r} needs cuda, but torch.cuda.is_available() is False")
@@ -195,30 +255,43 @@ class Progress:
     def finish(self, results, seconds):
         self.bar.close()
 
+    def interrupted(self):
+        self.bar.close()
+
 
 def run(cases, reporters, *, rules=None, recorder=None):
-    """Run ``cases`` in order, feeding each result to the reporters; return (results, seconds)."""
+    """Run ``cases`` in order, feeding each result to the reporters; return (results, seconds, interrupted).
+
+    Ctrl-C (KeyboardInterrupt) stops the run: the results so far are returned with ``interrupted`` True, and
+    the reporters are not finished (a recording gets no manifest: it is incomplete, and never loads).
+    """
     from .harness import run_case
     for reporter in reporters:
         reporter.start(cases)
     started = time.perf_counter()
     results = []
-    for case in cases:
-        result = run_case(case, rules=rules, trajectory=None if recorder is None else recorder.tape(case))
-        results.append(result)
+    try:
+        for case in cases:
+            result = run_case(case, rules=rules, trajectory=None if recorder is None else recorder.tape(case))
+            results.append(result)
+            for reporter in reporters:
+                reporter.result(result)
+    except KeyboardInterrupt:
         for reporter in reporters:
-            reporter.result(result)
+            getattr(reporter, "interrupted", lambda: None)()
+        return results, time.perf_counter() - started, True
     seconds = time.perf_counter() - started
     for reporter in reporters:
         reporter.finish(results, seconds)
-    return results, seconds
+    return results, seconds, False
 
 
-def _against(args, torch, stdout, stderr):
+def _against(args, filters, torch, stdout, stderr):
     """``refwd validate --against DIR [filters] [--json PATH] [--markdown PATH]``; returns the exit code.
 
     0: every case bit-identical or changed within tolerance, and passing the reference; 1: a case changed
-    beyond tolerance, failed to replay, or fails the reference; 2: an unusable recording or selection.
+    beyond tolerance, failed to replay, or fails the reference; 2: an unusable recording or selection (found
+    while comparing too: a recorded reference verdict that the recorded data contradicts); 130: interrupted.
     """
     from . import recording
     from .cases import UnknownFilterError, select
@@ -226,12 +299,12 @@ def _against(args, torch, stdout, stderr):
     from .twin import one_thread
 
     def select_cases(cases):
-        return select(cases, optimizer=_values(args.optimizer), impl=_values(args.impl),
-                      dtype=_values(args.dtype), case=_values(args.case), quick=args.quick)
+        return select(cases, optimizer=filters["optimizer"], impl=filters["impl"], dtype=filters["dtype"],
+                      case=filters["case"], quick=args.quick)
 
     try:
         loaded = recording.load(args.against)
-        ids = recording.cases_to_compare(loaded, select_cases, _values(args.device))
+        ids = recording.cases_to_compare(loaded, select_cases, filters["device"])
         if "cuda" in {loaded.cases[case_id].case.device for case_id in ids} and not torch.cuda.is_available():
             raise recording.RecordingError(f"{args.against} has cuda cases, but torch.cuda.is_available() is "
                                            "False here; select --device cpu")
@@ -244,22 +317,33 @@ def _against(args, torch, stdout, stderr):
         return EXIT_OK
     progress = Progress(stderr, quiet=args.quiet, verbose=args.verbose)
     progress.start(ids)
-    with one_thread():
-        comparisons = list(recording.compare(loaded, ids, progress=lambda c: progress.result(c.reference)))
-    progress.finish(comparisons, 0.0)
+    comparisons, interrupted = [], False
+    try:
+        with one_thread():
+            for comparison in recording.compare(loaded, ids, progress=lambda c: progress.result(c.reference)):
+                comparisons.append(comparison)
+    except recording.RecordingError as error:
+        progress.interrupted()
+        print(f"refwd validate: {error}", file=stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        progress.interrupted()
+        interrupted = True
+    else:
+        progress.finish(comparisons, 0.0)
     env = environment()
     text = recording.markdown(comparisons, loaded, env)
     print(text, file=stdout)
-    try:
-        if args.markdown:
-            recording.write_text(args.markdown, text)
-        if args.json:
-            recording.write_text(args.json, json.dumps(recording.json_report(comparisons, loaded, env), indent=1)
-                                 + "\n")
-    except OSError as error:
-        print(f"refwd validate: cannot write the report: {error}", file=stderr)
-        return EXIT_USAGE
-    return EXIT_OK if all(c.ok for c in comparisons) else EXIT_FAILED
+    if interrupted:
+        print(f"refwd validate: interrupted after {len(comparisons)} of {len(ids)} cases; the report above is of "
+              "those" + ("; no report file was written" if args.json or args.markdown else ""), file=stdout)
+        return EXIT_INTERRUPTED
+    verdict = EXIT_OK if all(c.ok for c in comparisons) else EXIT_FAILED
+    for path, write in ((args.markdown, lambda path: recording.write_text(path, text)),
+                        (args.json, lambda path: recording.write_text(path, json.dumps(
+                            recording.json_report(comparisons, loaded, env), indent=1) + "\n"))):
+        verdict = _write_report(path, write, verdict, stderr)
+    return verdict
 
 
 if __name__ == "__main__":

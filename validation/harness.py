@@ -80,12 +80,13 @@ class CaseResult:
         return f"worst {format_ulps(self.worst_ulps)} ulp"
 
 
-def run_case(case, *, rules=None, trajectory=None, sides=("refwd", "torch"), params_only=False):
+def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("refwd", "torch"), params_only=False):
     """Run ``case`` (a :class:`refwd_validation.cases.Case`) and return its :class:`CaseResult`.
 
     ``trajectory`` replaces the live torch run by other :class:`refwd_validation.twin.TorchStep` s: a recording
     (refwd checked against a torch that is not installed), or a :class:`refwd_validation.twin.Tape` that keeps
-    the live run for ``--record``.
+    the live run for ``--record``. ``torch_version`` is the version of the torch that made ``trajectory``
+    (default: the installed one's), for the known-defect table.
 
     ``rules`` maps an optimizer key ("sgd", "rmsprop", "adam", "adamw") to a per-tensor step function
     ``(param, grad, state, **hyperparameters) -> (new_param, new_state)`` that replaces refwd's rule for that
@@ -99,8 +100,10 @@ def run_case(case, *, rules=None, trajectory=None, sides=("refwd", "torch"), par
     comparer = Comparer(case.dtype, sides=sides)
     started = time.perf_counter()
     try:
-        import torch
-        result.torch_version = torch.__version__
+        if torch_version is None:
+            import torch
+            torch_version = torch.__version__
+        result.torch_version = torch_version
         _run(case, comparer, result, (rules or {}).get(case.optimizer),
              torch_trajectory(case) if trajectory is None else trajectory, params_only)
     except Exception as error:  # a crash in torch or anywhere in the case is this case's error

@@ -5,6 +5,7 @@ wrap it (junit-xml, junitparser) would add a dependency for no gain.
 """
 import json
 import math
+import os
 import platform
 import time
 import xml.etree.ElementTree as ET
@@ -149,8 +150,14 @@ def json_report(results, seconds, env=None):
     }
 
 
+def _parent_made(path):
+    """``path``, its directory created if missing (as the --against reports' writer does)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return path
+
+
 def write_json(path, results, seconds, env=None):
-    with open(path, "w", encoding="utf-8") as handle:
+    with open(_parent_made(path), "w", encoding="utf-8") as handle:
         json.dump(json_report(results, seconds, env), handle, indent=1, sort_keys=False)
         handle.write("\n")
 
@@ -191,4 +198,4 @@ def _failure_text(r):
 def write_junit(path, results, seconds):
     tree = junit_tree(results, seconds)
     ET.indent(tree)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    tree.write(_parent_made(path), encoding="utf-8", xml_declaration=True)

@@ -20,7 +20,7 @@ from ..outcomes import Check
 from ..harness import error_scales_of_gradients, run_case
 from ..outcomes import Status
 from ..optimizers import OPTIMIZERS
-from .store import RecordedTorchError, RecordingError
+from .store import MANIFEST, RecordedTorchError, RecordingError
 
 COMPARISON_STATUSES = ("identical", "within", "beyond", "nondeterministic", "error")
 STATUS_WORDS = {"identical": "bit-identical", "within": "changed within tolerance",
@@ -40,7 +40,7 @@ class CaseComparison:
     first_beyond: Mismatch | None = None
     error: str | None = None
     reference: object = None                     # the installed torch's CaseResult against refwd
-    recorded_reference: dict | None = None
+    recorded_reference: dict | None = None       # the recorded torch's verdict, recomputed from the recording
 
     @property
     def fixed(self):
@@ -122,7 +122,7 @@ class _Tally:
 
 def compare_case(recorded):
     """Replay ``recorded`` (a :class:`RecordedCase`) under the installed torch; return a :class:`CaseComparison`."""
-    comparison = CaseComparison(case=recorded.case, recorded_reference=recorded.reference)
+    comparison = CaseComparison(case=recorded.case)
     try:
         with twin.one_thread():
             _replay(recorded, _Tally(comparison, recorded.irreproducible_step))
@@ -199,20 +199,73 @@ def _replay_recorded_error(case, stepper, recorded, last, recorded_error):
 
 def check_reference(recorded):
     """The harness's verdict (lock-step and gradient checks, and free-running) of refwd against the recorded
-    torch: a :class:`refwd_validation.harness.CaseResult`, without running torch's optimizer."""
-    return run_case(recorded.case, trajectory=recorded.trajectory())
+    torch: a :class:`refwd_validation.harness.CaseResult`, without running torch's optimizer. Known defects are
+    those of the recorded torch's version."""
+    return run_case(recorded.case, trajectory=recorded.trajectory(), torch_version=recorded.torch_version)
+
+
+def recorded_verdict(recorded, live=None, tape=None):
+    """The reference verdict of the recorded torch, {"status", "worst_ulps", "detail"}, recomputed from the
+    recorded data: the manifest's copy decides nothing (a forged "fail" would make any change a "fix"). Raises
+    :class:`RecordingError` naming the case where the manifest's copy disagrees.
+
+    ``live``, with the :class:`refwd_validation.twin.Tape` it ran on, is the installed torch's verdict: where it
+    passed on a trajectory bit-identical to the recorded one (every input and output of every step), the harness
+    saw the same numbers as it would in the recording, so its verdict is the recorded one, and the recorded
+    trajectory is not checked a second time.
+    """
+    if live is not None and live.status == Status.PASS and _same_trajectory(tape, recorded):
+        result = live
+    else:
+        result = check_reference(recorded)
+    verdict = {"status": str(result.status), "worst_ulps": jsonable(result.worst_ulps), "detail": result.detail}
+    claimed = (recorded.reference or {}).get("status")
+    if claimed is not None and claimed != verdict["status"]:
+        raise RecordingError(f"{MANIFEST}: case {recorded.case.id!r}: its recorded reference verdict {claimed!r} "
+                             f"does not match the recorded data ({verdict['status']!r})")
+    return verdict
+
+
+def _same_trajectory(tape, recorded):
+    if tape is None or tape.error is not None or recorded.error is not None or len(tape.steps) != recorded.steps:
+        return False
+
+    def same(a, b):
+        if a is None or b is None:
+            return a is b
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+    for live, then in zip(tape.steps, recorded.trajectory()):
+        if live.lrs != then.lrs or not same(live.loss, then.loss) or not (same(live.x, then.x) and same(live.y, then.y)):
+            return False
+        for name in then.params:
+            if not (same(live.params[name], then.params[name]) and same(live.all_grads[name], then.all_grads[name])
+                    and same(live.new_params[name], then.new_params[name])):
+                return False
+            state, state_then = live.new_state[name], then.new_state[name]
+            if set(state) != set(state_then) or not all(
+                    state[key] == state_then[key] if key == "step" else same(state[key], state_then[key])
+                    for key in state):
+                return False
+    return True
 
 
 def compare(recording, cases, *, reference=True, progress=None):
     """Compare the installed torch with ``recording`` on ``cases`` (ids of the recording); yield CaseComparisons.
 
-    With ``reference`` each comparison also carries the installed torch's verdict against refwd.
+    With ``reference`` each comparison also carries the installed torch's verdict against refwd. Each carries
+    the recorded torch's verdict, recomputed (:func:`recorded_verdict`: raises :class:`RecordingError` where
+    the manifest's copy disagrees).
     """
     for case_id in cases:
         recorded = recording.cases[case_id]
         comparison = compare_case(recorded)
+        tape = None
         if reference:
-            comparison.reference = run_case(recorded.case)
+            tape = twin.Tape(recorded.case)
+            comparison.reference = run_case(recorded.case, trajectory=tape)
+        comparison.recorded_reference = recorded_verdict(recorded, comparison.reference, tape)
         if progress is not None:
             progress(comparison)
         yield comparison

@@ -16,15 +16,18 @@ not), LZMA-compressed. float16 and bfloat16 values are stored exactly as float32
 A recording is read one way: :meth:`RecordedCase.trajectory` yields its steps as the live twin does
 (:class:`refwd_validation.twin.TorchStep`), for the replay and for the reference check alike.
 
-Safety: a recording is data only. Manifests are JSON; arrays are read with ``np.load(allow_pickle=False)``;
-every data file's SHA-256 is checked before it is read; file names are checked to stay inside ``cases/``. Any
-problem (a missing, truncated, corrupted or tampered file, an unknown or newer schema, a case on one side
-only, another device than requested) is a :class:`RecordingError` naming the file or case, exit code 2.
+Safety: a recording is untrusted data. Manifests are JSON; arrays are read with ``allow_pickle=False``;
+every data file's SHA-256 is checked before it is read; file names are checked to stay inside ``cases/``; no
+link is followed, every manifest field is type-checked, and every member's declared size is bounded before it
+is read (:mod:`.checks`). Any problem (a missing, truncated, corrupted or tampered file, an unknown or newer
+schema, a case on one side only, another device than requested) is a :class:`RecordingError` naming the file
+or case, exit code 2.
 """
 import dataclasses
 import datetime
 import hashlib
 import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -37,15 +40,14 @@ from ..cases import Case
 from ..dtypes import compute_dtype
 from ..compare import jsonable
 from ..report import environment
+from .checks import (RecordingError, check_definition, check_entry, check_environment, check_file_entry,
+                     check_irreproducible, check_not_a_link, check_steps, file_limits, open_regular,
+                     read_members)
 
 FORMAT = "refwd-torch-recording"
 SCHEMA_VERSION = 2          # 2: cases carry their configuration name; 1 (refwd 0.1) is read too
 MANIFEST = "manifest.json"
 STORED_DTYPES = ("float64", "float32")      # float16 and bfloat16 are stored (exactly) as float32
-
-
-class RecordingError(Exception):
-    """A recording that cannot be trusted or used: the message names the file or case. Exit code 2."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -84,30 +86,6 @@ def _tupled(value):
     return value
 
 
-def record_trajectory(case):
-    """Run torch on ``case`` (one thread) and return (its :class:`refwd_validation.twin.TorchStep` s, the error
-    text or None). A torch error ends the trajectory; the steps before it are kept and the error is recorded (a
-    documented torch error is part of torch's behaviour, and a later version that stops raising it has changed).
-    """
-    with twin.one_thread():
-        return twin.Tape(case).finish()
-
-
-def first_irreproducible_step(steps, again):
-    """The first step at which two runs of the same torch differ bit for bit (None: the runs agree).
-
-    torch 2.13's fused SGD on float16/bfloat16 CPU params reads memory it never wrote (pytorch/pytorch#191763),
-    so its numbers change from run to run; such a case cannot be compared bit for bit with another version.
-    """
-    for first, second in zip(steps, again):
-        for name in first.new_params:
-            pairs = [(first.new_params[name], second.new_params[name]), (first.all_grads[name], second.all_grads[name])]
-            pairs += [(value, second.new_state[name].get(key)) for key, value in first.new_state[name].items()]
-            if any(np.asarray(a).tobytes() != np.asarray(b).tobytes() for a, b in pairs):
-                return first.step
-    return None
-
-
 class Writer:
     """Writes a recording: ``add(case, steps, error, reference)`` per case, then ``finish()``.
 
@@ -118,9 +96,12 @@ class Writer:
 
     def __init__(self, directory):
         self.directory = Path(directory)
-        if self.directory.exists() and (not self.directory.is_dir() or any(self.directory.iterdir())):
-            raise RecordingError(f"{self.directory} exists and is not an empty directory; record into a new one")
-        (self.directory / "cases").mkdir(parents=True, exist_ok=True)
+        try:
+            if self.directory.exists() and (not self.directory.is_dir() or any(self.directory.iterdir())):
+                raise RecordingError(f"{self.directory} exists and is not an empty directory; record into a new one")
+            (self.directory / "cases").mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a file's child, a read-only or a pseudo file system, no permission
+            raise RecordingError(f"cannot record into {self.directory}: {error.strerror or error}") from None
         self.known = {}          # chunk digest -> chunk number (numbered in the order first seen)
         self.entries = []
         self.files = []
@@ -235,41 +216,16 @@ def _unshuffle(planes, dtype):
     return np.ascontiguousarray(planes.T).reshape(-1).view(dtype)
 
 
-def _sha256(path):
+def _sha256(source):
+    """The SHA-256 of a file, given by its path or an open binary handle."""
+    if not hasattr(source, "read"):
+        with open(source, "rb") as handle:
+            return _sha256(handle)
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: source.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
-
-
-class Recorder:
-    """A reporter for ``refwd validate --record DIR``: records torch's trajectory of every case run.
-
-    The harness ran torch once on a :class:`refwd_validation.twin.Tape` (:meth:`tape`); the recorder keeps that
-    run and runs torch once more, to find the steps at which torch does not reproduce itself.
-    """
-
-    def __init__(self, directory):
-        self.writer = Writer(directory)
-        self.tapes = {}
-
-    def tape(self, case):
-        self.tapes[case.id] = twin.Tape(case)
-        return self.tapes[case.id]
-
-    def start(self, cases):
-        pass
-
-    def result(self, result):
-        steps, error = self.tapes.pop(result.case.id).finish()
-        irreproducible = first_irreproducible_step(steps, record_trajectory(result.case)[0])
-        reference = {"status": str(result.status), "worst_ulps": jsonable(result.worst_ulps), "detail": result.detail}
-        self.writer.add(result.case, steps, error, reference, irreproducible)
-
-    def finish(self, results, seconds):
-        self.manifest = self.writer.finish()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -291,6 +247,7 @@ class RecordedCase:
     reference: dict | None
     irreproducible_step: int | None
     arrays: dict = field(repr=False)     # "loss", "lrs", "count/<name>", and per tensor a list over steps
+    torch_version: str | None = None     # the recorded torch's (known defects are looked up for it)
 
     @property
     def names(self):
@@ -359,38 +316,40 @@ class Recording:
         return self.manifest.get("environment", {})
 
 
+
+
 def load(directory):
-    """Read and verify a recording. Raises :class:`RecordingError` naming the file or case on any problem."""
+    """Read and verify a recording. Raises :class:`RecordingError` naming the file or case on any problem.
+
+    ``directory`` may be a link (the user named it); nothing inside it may be one. Every entry of the manifest
+    is checked, selected or not, before any data file is read; each data file is read once, from the handle its
+    SHA-256 was computed on.
+    """
     directory = Path(directory)
     manifest = _read_manifest(directory)
     files = _check_files(directory, manifest)
-    chunks = []
-    members = {path: _read_file(directory, path, chunks) for path in files}  # in order: chunk numbers grow
+    entries = _check_entries(manifest, files)
+    chunks, members = [], {}
+    for path in files:  # in order: chunk numbers grow
+        in_file = [(case, entry["steps"]) for case, entry in entries if entry["file"] == path]
+        members[path] = _read_file(directory, files[path], file_limits(in_file), chunks)
     cases = {}
-    for entry in manifest["cases"]:
-        where = f"{MANIFEST}: case {entry.get('id')!r}" if isinstance(entry, dict) else f"{MANIFEST}: a case entry"
-        if not isinstance(entry, dict) or not {"id", "file", "steps", "definition"} <= set(entry):
-            raise RecordingError(f"{where} lacks id, file, steps or definition")
-        case = case_from_definition(entry["definition"], where, manifest["schema_version"])
-        if case.id != entry["id"]:
-            raise RecordingError(f"{where}: its definition has id {case.id!r}")
-        if entry["id"] in cases:
-            raise RecordingError(f"{where} appears twice")
-        if entry["file"] not in files:
-            raise RecordingError(f"{where}: its file {entry['file']!r} is not listed with a SHA-256 in 'files'")
+    for case, entry in entries:
         arrays = _case_arrays(entry["file"], members[entry["file"]], case, entry["steps"], chunks)
-        cases[case.id] = RecordedCase(case=case, file=entry["file"], steps=int(entry["steps"]),
-                                      error=entry.get("error"), reference=entry.get("reference"),
-                                      irreproducible_step=entry.get("irreproducible_step"), arrays=arrays)
+        cases[case.id] = RecordedCase(case=case, file=entry["file"], steps=entry["steps"], error=entry.get("error"),
+                                      reference=entry.get("reference"),
+                                      irreproducible_step=entry.get("irreproducible_step"), arrays=arrays,
+                                      torch_version=manifest["environment"].get("torch"))
     return Recording(directory=directory, manifest=manifest, cases=cases)
 
 
 def _read_manifest(directory):
     path = directory / MANIFEST
-    if not path.is_file():
+    if not check_not_a_link(path, path):
         raise RecordingError(f"{path} not found: {directory} is not a refwd recording")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path, path) as handle:
+            manifest = json.loads(handle.read().decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise RecordingError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -405,7 +364,30 @@ def _read_manifest(directory):
     for key, kind in (("files", list), ("cases", list), ("environment", dict)):
         if not isinstance(manifest.get(key), kind):
             raise RecordingError(f"{path}: '{key}' is missing or not a {kind.__name__}")
+    check_environment(manifest["environment"], MANIFEST)
     return manifest
+
+
+def _check_entries(manifest, listed):
+    """Every case entry, selected or not: [(Case, entry)], well typed, consistent, its claims excused."""
+    entries, seen = [], set()
+    for entry in manifest["cases"]:
+        where = f"{MANIFEST}: case {entry.get('id')!r}" if isinstance(entry, dict) else f"{MANIFEST}: a case entry"
+        check_entry(entry, where)
+        case = case_from_definition(entry["definition"], where, manifest["schema_version"])
+        check_definition(case, where)
+        if case.id != entry["id"]:
+            raise RecordingError(f"{where}: its definition has id {case.id!r}")
+        if entry["id"] in seen:
+            raise RecordingError(f"{where} appears twice")
+        seen.add(entry["id"])
+        if entry["file"] not in listed:
+            raise RecordingError(f"{where}: its file {entry['file']!r} is not listed with a SHA-256 in 'files'")
+        check_steps(case, entry["steps"], where)
+        check_irreproducible(case.id, entry.get("irreproducible_step"), manifest["environment"].get("torch"),
+                                    where)
+        entries.append((case, entry))
+    return entries
 
 
 def _get(mapping, key):
@@ -416,36 +398,44 @@ SAFE_FILE = re.compile(r"cases/[A-Za-z0-9][A-Za-z0-9._-]*\.npz")
 
 
 def _check_files(directory, manifest):
-    """Every listed file: a safe name inside cases/, present, and with the recorded SHA-256. Nothing unlisted."""
+    """Every listed file: a safe name inside cases/, present and regular. Nothing unlisted, no link."""
     files = {}
+    if not check_not_a_link(directory / "cases", "cases/", "directory") and manifest["files"]:
+        raise RecordingError(f"cases/: missing from {directory}")
     for entry in manifest["files"]:
         path = _get(entry, "path")
         if not isinstance(path, str) or not SAFE_FILE.fullmatch(path) or ".." in path:
             raise RecordingError(f"{MANIFEST}: file entry {path!r} is not a file name inside cases/")
         if path in files:
             raise RecordingError(f"{MANIFEST}: {path} is listed twice")
-        full = directory / path
-        if not full.is_file():
+        check_file_entry(entry, MANIFEST)
+        if not check_not_a_link(directory / path, path):
             raise RecordingError(f"{path}: listed in {MANIFEST} but missing")
-        found = _sha256(full)
-        if found != _get(entry, "sha256"):
-            raise RecordingError(f"{path}: SHA-256 mismatch (manifest {_get(entry, 'sha256')}, file {found}): the "
-                                 "file was changed, truncated or corrupted after recording")
         files[path] = entry
-    unlisted = sorted(str(p.relative_to(directory)) for p in (directory / "cases").glob("*")
-                      if str(p.relative_to(directory)) not in files) if (directory / "cases").is_dir() else []
+    present = sorted(f"cases/{name}" for name in os.listdir(directory / "cases")) if files else []
+    unlisted = [path for path in present if path not in files]
     if unlisted:
         raise RecordingError(f"{unlisted[0]}: a file in the recording that {MANIFEST} does not list")
     return files
 
 
-def _read_file(directory, path, chunks):
-    """The members of one data file; the chunks it introduces are appended to ``chunks``."""
-    try:
-        with np.load(directory / path, allow_pickle=False) as data:
-            members = {name: data[name] for name in data.files}
-    except Exception as error:  # a zip or .npy that does not parse, even with a matching hash
-        raise RecordingError(f"{path}: not a readable .npz ({type(error).__name__}: {error})") from None
+def _read_file(directory, entry, limits, chunks):
+    """The members of one data file, checked against its SHA-256 and against ``limits`` before they are read
+    (from the handle that was hashed); the chunks it introduces are appended to ``chunks``."""
+    path = entry["path"]
+    with open_regular(directory / path, path) as handle:
+        found = _sha256(handle)
+        if found != entry["sha256"]:
+            raise RecordingError(f"{path}: SHA-256 mismatch (manifest {entry['sha256']}, file {found}): the "
+                                 "file was changed, truncated or corrupted after recording")
+        handle.seek(0)
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                members = read_members(archive, path, limits)
+        except RecordingError:
+            raise
+        except Exception as error:  # a zip or .npy that does not parse, even with a matching hash
+            raise RecordingError(f"{path}: not a readable .npz ({type(error).__name__}: {error})") from None
     try:
         streams = [_unshuffle(members[f"chunks/{dtype}"], dtype) for dtype in STORED_DTYPES]
         offsets = [0] * len(STORED_DTYPES)
@@ -470,13 +460,11 @@ def _case_arrays(path, members, case, steps, chunks):
         if arrays["loss"].shape != (steps,) or index.shape[1] != steps + 1:
             raise ValueError(f"{steps} steps in the manifest, but loss {arrays['loss'].shape} and index "
                              f"{index.shape}")
-        for tensor, row, shape in zip(members[prefix + "tensors"], index, shapes):
+        for tensor, row, shape in zip(members[prefix + "tensors"], index, shapes, strict=True):
             shape = tuple(int(n) for n in shape if n >= 0)
             arrays[str(tensor)] = [None if number < 0 else chunks[number].reshape(shape) for number in row]
-        for name, counts in zip(members[prefix + "counted"], members[prefix + "counts"]):
+        for name, counts in zip(members[prefix + "counted"], members[prefix + "counts"], strict=True):
             arrays[f"count/{name}"] = counts
     except (KeyError, ValueError, IndexError) as error:
         raise RecordingError(f"{path} (case {case.id!r}): malformed recording data: {error}") from None
     return arrays
-
-
