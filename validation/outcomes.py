@@ -1,4 +1,4 @@
-"""The names a run reports, as constants: the checks a comparison belongs to and the outcome of a case."""
+"""The names a run reports, as constants: the checks, the outcome of a case, and a case's drift from a recording."""
 from enum import Enum
 
 
@@ -23,3 +23,22 @@ class Status(str, Enum):
 
     def __str__(self):
         return self.value
+
+
+class Drift(str, Enum):
+    """How the installed torch compares with a recording of another, case by case (``--against``)."""
+
+    IDENTICAL = "identical"                 # bit for bit
+    WITHIN = "within"                       # changed within the budget
+    BEYOND = "beyond"                       # changed beyond it
+    NONDETERMINISTIC = "nondeterministic"   # the recorded torch differed from itself (a listed defect)
+    ERROR = "error"                         # the replay raised where the recorded torch did not, or not the same
+
+    def __str__(self):
+        return self.value
+
+    @property
+    def words(self):
+        return {"identical": "bit-identical", "within": "changed within tolerance",
+                "beyond": "changed beyond tolerance", "error": "replay error",
+                "nondeterministic": "not reproducible (torch differed between two runs when recorded)"}[self.value]

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import defects
 from ..cases import DEVICES, DTYPES, IMPLS, OPTIMIZERS, Case
+from ..outcomes import Status
 
 MAX_STATE_KEYS = 4          # tensors per param besides "step": torch's Adam keeps 3 (amsgrad), RMSprop 3, SGD 1
 MAX_NAME_CHARACTERS = 256   # of a tensor name in a case's "tensors" ("state/0.weight/max_exp_avg_sq")
@@ -34,7 +35,7 @@ MAX_FILE_BYTES = 256 << 20  # declared uncompressed bytes of one data file: ~85Ã
 NPY_HEADER_BYTES = 10_000 + 12    # numpy's own limit on an .npy header, and the magic and length before it
 CASE_MEMBERS = ("loss", "lrs", "tensors", "shapes", "index", "counted", "counts")   # "<case id>/<member>"
 FILE_MEMBERS = ("chunks/float64", "chunks/float32", "chunk_dtypes", "chunk_sizes")
-REFERENCE_STATUSES = ("pass", "fail", "error", "known-defect")   # refwd_validation.harness.Status
+REFERENCE_STATUSES = tuple(str(status) for status in Status)
 
 
 class RecordingError(Exception):

@@ -4,16 +4,16 @@ import os
 
 from .. import tolerance
 from ..compare import format_ulps
-from ..outcomes import Status
+from ..outcomes import Drift, Status
 from .replay import COMPARISON_STATUSES, STATUS_WORDS
 from .store import SCHEMA_VERSION
 
 
 def verdict(comparisons):
     """One sentence: did torch change, and is it still right?"""
-    changed = [c for c in comparisons if c.status not in ("identical", "nondeterministic")]
+    changed = [c for c in comparisons if c.status not in (Drift.IDENTICAL, Drift.NONDETERMINISTIC)]
     wrong = [c for c in comparisons if c.reference is not None and not c.reference.ok]
-    irreproducible = sum(c.status == "nondeterministic" for c in comparisons)
+    irreproducible = sum(c.status == Drift.NONDETERMINISTIC for c in comparisons)
     fixed = [c for c in changed if c.fixed]
     if fixed and all(c.ok for c in comparisons):
         return (f"torch changed and is still correct, and better: {len(fixed)} case(s) that failed the reference "
@@ -26,7 +26,7 @@ def verdict(comparisons):
     if not changed:
         return ("torch's numbers are unchanged (bit-identical), but some cases now disagree with the reference: "
                 "the reference or its tolerance changed, not torch.")
-    if any(c.status in ("beyond", "error") for c in changed) or wrong:
+    if any(c.status in (Drift.BEYOND, Drift.ERROR) for c in changed) or wrong:
         return "torch changed and is now wrong in some cases: see the cases beyond tolerance or failing the reference."
     return "torch changed but is still correct: every change is within tolerance and every case passes the reference."
 
@@ -50,11 +50,11 @@ def markdown(comparisons, recording, current_environment):
     lines += [f"| {STATUS_WORDS[status]} | {counts[status]} |" for status in COMPARISON_STATUSES]
     lines.append(f"| **passing the reference now** (known torch defects included) | {reference_ok} of "
                  f"{len(comparisons)} |")
-    worst = max((c.worst_ulps for c in comparisons if c.status == "within"), default=0.0)
+    worst = max((c.worst_ulps for c in comparisons if c.status == Drift.WITHIN), default=0.0)
     lines += ["", f"Worst change within tolerance: {format_ulps(worst)} ULP of the error scale (budget "
                   f"{tolerance.budget('float64', 'param'):g}). Lock-step replay: each step starts from the recorded "
                   "params, grads and state, so differences never accumulate."]
-    changed = [c for c in comparisons if c.status != "identical" or (c.reference is not None and not c.reference.ok)]
+    changed = [c for c in comparisons if c.status != Drift.IDENTICAL or (c.reference is not None and not c.reference.ok)]
     if changed:
         lines += ["", "### Changed or failing cases", "",
                   "| case | vs recording | worst ULP | first difference | reference now |", "|---|---|---:|---|---|"]
@@ -98,7 +98,7 @@ def json_report(comparisons, recording, current_environment):
         "recording": {"directory": str(recording.directory), "created": recording.manifest.get("created"),
                       "environment": recording.environment},
         "environment": current_environment,
-        "counts": {status: sum(c.status == status for c in comparisons) for status in COMPARISON_STATUSES},
+        "counts": {str(status): sum(c.status == status for c in comparisons) for status in COMPARISON_STATUSES},
         "reference_passing": sum(c.reference is not None and c.reference.ok for c in comparisons),
         "cases": [c.to_dict() for c in comparisons],
     }

@@ -16,22 +16,20 @@ import numpy as np
 from .. import scenario, tolerance, twin
 from ..cases import CASE_IDS, CASES, Case
 from ..compare import Comparer, Mismatch, jsonable
-from ..outcomes import Check
+from ..outcomes import Check, Drift
 from ..harness import error_scales_of_gradients, run_case
 from ..outcomes import Status
 from ..optimizers import OPTIMIZERS
 from .store import MANIFEST, RecordedTorchError, RecordingError
 
-COMPARISON_STATUSES = ("identical", "within", "beyond", "nondeterministic", "error")
-STATUS_WORDS = {"identical": "bit-identical", "within": "changed within tolerance",
-                "beyond": "changed beyond tolerance", "error": "replay error",
-                "nondeterministic": "not reproducible (torch differed between two runs when recorded)"}
+COMPARISON_STATUSES = tuple(Drift)
+STATUS_WORDS = {status: status.words for status in Drift}
 
 
 @dataclass
 class CaseComparison:
     case: Case
-    status: str = "identical"                    # one of COMPARISON_STATUSES
+    status: Drift = Drift.IDENTICAL
     worst_ulps: float = 0.0
     compared: int = 0                            # tensors compared
     differing: int = 0                           # of those, not bit-identical
@@ -45,7 +43,7 @@ class CaseComparison:
     @property
     def fixed(self):
         """Changed beyond tolerance, from failing the reference when recorded to passing it now: a torch fix."""
-        return (self.status == "beyond" and self.reference is not None and self.reference.status == Status.PASS
+        return (self.status == Drift.BEYOND and self.reference is not None and self.reference.status == Status.PASS
                 and (self.recorded_reference or {}).get("status") not in (None, "pass"))
 
     @property
@@ -53,12 +51,12 @@ class CaseComparison:
         """Nothing for CI to stop on: not a replay error, no unexplained change, and correct now."""
         if self.reference is not None and not self.reference.ok:
             return False
-        return self.status in ("identical", "within", "nondeterministic") or self.fixed
+        return self.status in (Drift.IDENTICAL, Drift.WITHIN, Drift.NONDETERMINISTIC) or self.fixed
 
     def to_dict(self):
         reference = self.reference
         return {
-            "id": self.case.id, "comparison": self.status, "comparison_text": STATUS_WORDS[self.status],
+            "id": self.case.id, "comparison": str(self.status), "comparison_text": STATUS_WORDS[self.status],
             "worst_ulps": jsonable(self.worst_ulps), "tensors_compared": self.compared,
             "tensors_differing": self.differing, "tensors_differing_where_irreproducible": self.unreliable,
             "fixed": self.fixed,
@@ -127,15 +125,15 @@ def compare_case(recorded):
         with twin.one_thread():
             _replay(recorded, _Tally(comparison, recorded.irreproducible_step))
     except Exception as error:  # the installed torch crashed where the recorded one did not
-        comparison.status = "error"
+        comparison.status = Drift.ERROR
         comparison.error = f"{type(error).__name__}: {error}"
         return comparison
     if comparison.first_beyond is not None:
-        comparison.status = "beyond"
+        comparison.status = Drift.BEYOND
     elif comparison.differing:
-        comparison.status = "within"
+        comparison.status = Drift.WITHIN
     elif comparison.unreliable:
-        comparison.status = "nondeterministic"
+        comparison.status = Drift.NONDETERMINISTIC
     return comparison
 
 
