@@ -246,3 +246,57 @@ def test_a_watched_foreign_optimizer_that_is_wrong_is_caught():
         with watch(optimizer, model, reference="adamw", hyper=HYPER, state_map=STATE):
             model(torch.randn(8, 3)).pow(2).mean().backward()
             optimizer.step()
+
+
+# --- the command line --------------------------------------------------------------------------------------------
+
+def run_cli(*argv):
+    import io
+
+    from refwd_validation import cli
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["check", *argv], stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_refwd_check_exit_0_with_a_summary_and_reports(tmp_path):
+    code, out, err = run_cli("torch.optim:Adam", "--as", "adam", "--quick", "-q", "--json", str(tmp_path / "r.json"),
+                             "--junit", str(tmp_path / "r.xml"))
+    assert code == 0, out + err
+    assert out.startswith("refwd check torch.optim:Adam --as adam: torch ") and "result: OK" in out
+    assert "is torch.optim.Adam itself" in out
+    import json
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["tool"] == "refwd check torch.optim:Adam --as adam" and report["summary"]["failed"] == 0
+    assert (tmp_path / "r.xml").read_text().count("<testcase") == report["summary"]["run"]
+
+
+def test_refwd_check_exit_1_names_the_difference(monkeypatch):
+    import sys
+    import types
+    module = types.ModuleType("kernels_under_test")
+    module.adamw = adamw_with_a_wrong_lr
+    monkeypatch.setitem(sys.modules, "kernels_under_test", module)
+    code, out, _ = run_cli("kernels_under_test:adamw", "--as", "adamw", "--quick", "-q")
+    assert code == 1 and "failures:" in out and "vs target" in out and "result: FAILED" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["no_module_here:X", "--as", "sgd"], "cannot import 'no_module_here'"),
+    (["torch.optim:SGD", "--as", "lamb"], "--as 'lamb'"),
+    (["torch.optim:SGD"], "the following arguments are required: --as"),
+    (["torch.optim:SGD", "--as", "sgd", "--kwargs", "[1]"], "--kwargs must be a JSON object"),
+    (["torch.optim:SGD", "--as", "sgd", "--kwargs", "{nope"], "Expecting property name"),
+    (["torch.optim:SGD", "--as", "sgd", "--state", "momentum_buffer=b:sideways"], "unknown transform"),
+    (["torch.optim:SGD", "--as", "sgd", "--dtype", ""], "--dtype needs a value"),
+    (["torch.optim:SGD", "--as", "sgd", "--kwargs", '{"no_such_argument": 1}'], "cannot be built"),
+])
+def test_refwd_check_bad_input_is_exit_2_in_one_line(argv, words):
+    code, out, err = run_cli(*argv)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_refwd_check_list_and_filters():
+    code, out, _ = run_cli("torch.optim:SGD", "--as", "sgd", "--list", "--dtype", "float32")
+    ids = [line.split()[0] for line in out.splitlines()]
+    assert code == 0 and ids and all(i.endswith("-f32-target-cpu") for i in ids)

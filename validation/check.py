@@ -52,6 +52,20 @@ def target_cases(target, *, dtype=None, case=None, quick=False):
     return out
 
 
+def preflight(target, case):
+    """Build a torch-style target once (on one parameter, with the first case's hyperparameters): a target that
+    cannot be built at all is a usage error (exit 2), not a failure of every case."""
+    if target.kind == FUNCTION:
+        return
+    import torch
+    param = torch.zeros(2, requires_grad=True)
+    try:
+        target.implementation([param], **target.hyperparameters(case.kwargs))
+    except Exception as error:
+        raise TargetError(f"target {target.name} cannot be built with {target.hyperparameters(case.kwargs)}: "
+                          f"{type(error).__name__}: {error}") from None
+
+
 def check_case(target, case):
     """Run one case of ``target``: a :class:`refwd_validation.harness.CaseResult` (never raises for the target's
     own failures: they are the case's error, naming target, case, step and parameter)."""

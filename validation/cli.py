@@ -114,7 +114,42 @@ def build_parser():
                                "changed within or beyond tolerance, and the verdict against refwd (Markdown on "
                                "stdout, --json for JSON); the filters select among the recorded cases")
     upgrades.add_argument("--markdown", metavar="PATH", help="with --against: also write the Markdown to PATH")
+    _add_check_parser(commands)
     return parser
+
+
+def _add_check_parser(commands):
+    check = commands.add_parser(
+        "check", prog="refwd check",
+        help="check any optimizer (a torch-style class or factory, or a NumPy function) against one of refwd's "
+             "rules (see 'refwd check --help')",
+        description="Run the case matrix's scenarios for one of refwd's rules through TARGET (module:attribute: a "
+                    "torch.optim.Optimizer subclass from any library, a factory factory(params, **hyperparameters), "
+                    "or a function (param, grad, state, **hyperparameters) -> (new_param, new_state) on NumPy "
+                    "arrays) and check it lock-step against refwd, with the derived tolerances of "
+                    "'refwd validate'. docs/check.md shows examples.",
+        epilog="Exit codes: 0 the target agrees, 1 it differs (or fails inside a step), 2 usage error or a target "
+               "that cannot be imported or built.")
+    check.add_argument("target", metavar="TARGET", help="module:attribute")
+    check.add_argument("--as", dest="reference", required=True, metavar="NAME",
+                       help="the rule to check against: sgd, rmsprop, adam, adamw")
+    check.add_argument("--kwargs", metavar="JSON", help="extra keyword arguments for every construction or call")
+    check.add_argument("--hyper", action="append", metavar="REFWD=TARGET",
+                       help="a renamed hyperparameter (lr=learning_rate; betas=beta1,beta2 splits a pair; "
+                            "maximize= drops one the target lacks)")
+    check.add_argument("--state", action="append", metavar="REFWD=PATH[:TRANSFORM]",
+                       help="where the target keeps a state tensor (exp_avg=m, exp_avg=moments.first, "
+                            "momentum_buffer=buf:lr_scaled; transforms lr_scaled, bias_corrected1, bias_corrected2)")
+    check.add_argument("--params-only", action="store_true",
+                       help="compare the params alone (refwd keeps its own state) when the state cannot be mapped")
+    check.add_argument("--dtype", action="append", metavar="DTYPE", help="float64, float32, float16, bfloat16")
+    check.add_argument("--case", action="append", metavar="ID", help="a case id (see --list)")
+    check.add_argument("--quick", action="store_true", help="each scenario once")
+    check.add_argument("--list", action="store_true", help="list the selected case ids and exit")
+    check.add_argument("--json", metavar="PATH", help="write a JSON report")
+    check.add_argument("--junit", metavar="PATH", help="write JUnit XML")
+    check.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    check.add_argument("-v", "--verbose", action="store_true", help="one line per case on stderr")
 
 
 def main(argv=None, *, stdout=None, stderr=None):
@@ -126,7 +161,7 @@ def main(argv=None, *, stdout=None, stderr=None):
     try:
         args = parser.parse_args(argv)
     except UsageError as error:
-        command = "refwd validate" if argv[:1] == ["validate"] else "refwd"
+        command = f"refwd {argv[0]}" if argv[:1] in (["validate"], ["check"]) else "refwd"
         print(f"{command}: {error} (see '{command} --help')", file=stderr)
         return EXIT_USAGE
     except SystemExit as done:  # --help, --version
@@ -134,6 +169,8 @@ def main(argv=None, *, stdout=None, stderr=None):
     if args.command is None:
         parser.print_help(stdout)
         return EXIT_USAGE if argv else EXIT_OK
+    if args.command == "check":
+        return _check(args, stdout, stderr)
     return _validate(args, stdout, stderr)
 
 
@@ -259,7 +296,62 @@ class Progress:
         self.bar.close()
 
 
-def run(cases, reporters, *, rules=None, recorder=None):
+def _check(args, stdout, stderr):
+    """``refwd check TARGET --as NAME ...``; returns the exit code (0 agrees, 1 differs, 2 usage)."""
+    try:
+        import torch  # noqa: F401  (the scenarios' torch-style targets and gradients)
+    except ImportError:
+        print(f"refwd check: torch is not installed; install it with: {INSTALL_HINT}", file=stderr)
+        return EXIT_USAGE
+    from . import report
+    from .check import check_case, preflight, target_cases
+    from .statemap import StateMapError
+    from .targets import TargetError, make_target
+    try:
+        kwargs = json.loads(args.kwargs) if args.kwargs else {}
+        if not isinstance(kwargs, dict):
+            raise UsageError(f"--kwargs must be a JSON object, got {args.kwargs}")
+        hyper = dict(item.split("=", 1) for item in args.hyper or () if "=" in item)
+        if len(hyper) != len(args.hyper or ()):
+            raise UsageError(f"--hyper takes REFWD=TARGET, got {args.hyper}")
+        target = make_target(args.target, args.reference, kwargs=kwargs, hyper=hyper, state_map=args.state,
+                             params_only=args.params_only)
+        cases = target_cases(target, dtype=_values(args.dtype, "dtype"), case=_values(args.case, "case"),
+                             quick=args.quick)
+        if not cases:
+            raise UsageError("no case matches these filters; 'refwd check TARGET --as NAME --list' shows them")
+        for path in (args.json, args.junit):
+            if path and not args.list:
+                _check_writable(path)
+        if not args.list:
+            preflight(target, cases[0])
+    except (UsageError, TargetError, StateMapError, ValueError) as error:
+        print(f"refwd check: {error}", file=stderr)
+        return EXIT_USAGE
+    if args.list:
+        for case in cases:
+            print(f"{case.id}  {case.description}", file=stdout)
+        return EXIT_OK
+    tool = f"refwd check {target.name} --as {target.reference}"
+    from .twin import one_thread
+    with one_thread():
+        results, seconds, interrupted = run(cases, [Progress(stderr, quiet=args.quiet, verbose=args.verbose)],
+                                            run_one=lambda case: check_case(target, case))
+    env = report.environment()
+    print(report.summary_text(results, seconds, env, tool=tool), file=stdout)
+    if target.torch_builtin:
+        print(f"note: {target.name} is {target.torch_builtin} itself (re-exported)", file=stdout)
+    if interrupted:
+        print(f"refwd check: interrupted after {len(results)} of {len(cases)} cases", file=stdout)
+        return EXIT_INTERRUPTED
+    verdict = EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
+    for path, write in ((args.json, lambda path: report.write_json(path, results, seconds, env, tool)),
+                        (args.junit, lambda path: report.write_junit(path, results, seconds, tool))):
+        verdict = _write_report(path, write, verdict, stderr)
+    return verdict
+
+
+def run(cases, reporters, *, rules=None, recorder=None, run_one=None):
     """Run ``cases`` in order, feeding each result to the reporters; return (results, seconds, interrupted).
 
     Ctrl-C (KeyboardInterrupt) stops the run: the results so far are returned with ``interrupted`` True, and
@@ -272,7 +364,8 @@ def run(cases, reporters, *, rules=None, recorder=None):
     results = []
     try:
         for case in cases:
-            result = run_case(case, rules=rules, trajectory=None if recorder is None else recorder.tape(case))
+            result = run_one(case) if run_one else run_case(
+                case, rules=rules, trajectory=None if recorder is None else recorder.tape(case))
             results.append(result)
             for reporter in reporters:
                 reporter.result(result)

@@ -101,11 +101,11 @@ def _fmt(value):
     return "inf" if not math.isfinite(value) else f"{value:.2f}"
 
 
-def summary_text(results, seconds, env=None):
+def summary_text(results, seconds, env=None, tool="refwd validate"):
     env = env or {}
     c = counts(results)
     budget = tolerance.budget("float64", "param")
-    lines = [f"refwd validate: torch {env.get('torch')}"
+    lines = [f"{tool}: torch {env.get('torch')}"
              + (f", CUDA {env['cuda']} on {env['gpu']}" if env.get("gpu") else "")
              + f": {c['run']} cases in {seconds:.1f} s",
              f"  passed {c['passed']}, failed {c['failed']}, errors {c['errors']}, "
@@ -124,7 +124,7 @@ def summary_text(results, seconds, env=None):
             lines.append(f"      {r.detail}")
     expected = [r for r in results if r.status == Status.PASS and r.note]
     if expected:
-        lines.append("documented torch errors (see docs/oracle.md, findings):")
+        lines.append("notes:" if tool != "refwd validate" else "documented torch errors (see docs/oracle.md, findings):")
         for r in expected:
             lines.append(f"  {r.case.id}: {r.note}")
     bad = [r for r in results if r.status in (Status.FAIL, Status.ERROR)]
@@ -132,14 +132,16 @@ def summary_text(results, seconds, env=None):
         lines.append("failures:" if any(r.status == Status.FAIL for r in bad) else "errors:")
         for r in bad:
             lines.append(f"  {r.case.id} [{r.status}]: {r.detail}")
+            if r.note:
+                lines.append(f"      {r.note}")
     lines.append("result: " + ("OK" if not bad else "FAILED"))
     return "\n".join(lines)
 
 
-def json_report(results, seconds, env=None):
+def json_report(results, seconds, env=None, tool="refwd validate"):
     c = counts(results)
     return {
-        "tool": "refwd validate",
+        "tool": tool,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "environment": env or environment(),
         "budget_ulps": tolerance.BUDGET,
@@ -156,23 +158,23 @@ def _parent_made(path):
     return path
 
 
-def write_json(path, results, seconds, env=None):
+def write_json(path, results, seconds, env=None, tool="refwd validate"):
     with open(_parent_made(path), "w", encoding="utf-8") as handle:
-        json.dump(json_report(results, seconds, env), handle, indent=1, sort_keys=False)
+        json.dump(json_report(results, seconds, env, tool), handle, indent=1, sort_keys=False)
         handle.write("\n")
 
 
-def junit_tree(results, seconds):
+def junit_tree(results, seconds, tool="refwd validate"):
     """JUnit XML: one testcase per case; failures and errors as such, known torch defects as skipped."""
     c = counts(results)
-    suites = ET.Element("testsuites", name="refwd validate", tests=str(c["run"]),
+    suites = ET.Element("testsuites", name=tool, tests=str(c["run"]),
                         failures=str(c["failed"]), errors=str(c["errors"]), time=f"{seconds:.3f}")
-    suite = ET.SubElement(suites, "testsuite", name="refwd.validate", tests=str(c["run"]),
+    suite = ET.SubElement(suites, "testsuite", name=tool.replace(" ", "."), tests=str(c["run"]),
                           failures=str(c["failed"]), errors=str(c["errors"]), skipped=str(c["known_defects"]),
                           time=f"{seconds:.3f}")
     for r in results:
-        case = ET.SubElement(suite, "testcase", classname=f"refwd.validate.{r.case.optimizer}", name=r.case.id,
-                             time=f"{r.seconds:.3f}")
+        case = ET.SubElement(suite, "testcase", classname=f"{tool.replace(' ', '.')}.{r.case.optimizer}",
+                             name=r.case.id, time=f"{r.seconds:.3f}")
         if r.status == Status.FAIL:
             node = ET.SubElement(case, "failure", message=r.detail, type="mismatch")
             node.text = _failure_text(r)
@@ -195,7 +197,7 @@ def _failure_text(r):
             f"key={f.key} index={f.index} {f.sides[0]}={f.first!r} {f.sides[1]}={f.second!r} ulps={f.ulps} budget={f.budget}")
 
 
-def write_junit(path, results, seconds):
-    tree = junit_tree(results, seconds)
+def write_junit(path, results, seconds, tool="refwd validate"):
+    tree = junit_tree(results, seconds, tool)
     ET.indent(tree)
     tree.write(_parent_made(path), encoding="utf-8", xml_declaration=True)
