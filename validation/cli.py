@@ -298,9 +298,8 @@ class Progress:
 
 def _check(args, stdout, stderr):
     """``refwd check TARGET --as NAME ...``; returns the exit code (0 agrees, 1 differs, 2 usage)."""
-    try:
-        import torch  # noqa: F401  (the scenarios' torch-style targets and gradients)
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:  # the scenarios' torch models and torch-style targets need it
         print(f"refwd check: torch is not installed; install it with: {INSTALL_HINT}", file=stderr)
         return EXIT_USAGE
     from . import report
