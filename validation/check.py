@@ -18,7 +18,14 @@ from .cases import CASES, case_id, select
 from .harness import run_case
 from .outcomes import Status
 from .statemap import describe_scaling
-from .targets import FUNCTION, TargetError, make_target, trajectory
+from .targets import FUNCTION, OPTAX, TargetError, function_trajectory, make_target, torch_style_trajectory
+from .targets_optax import optax_trajectory
+
+
+def trajectory(target, case):
+    """The target's run of ``case`` as :class:`refwd_validation.twin.TorchStep` s, state in refwd's keys."""
+    run = {FUNCTION: function_trajectory, OPTAX: optax_trajectory}.get(target.kind, torch_style_trajectory)
+    return run(target, case)
 
 
 def target_cases(target, *, dtype=None, case=None, quick=False):
@@ -30,11 +37,13 @@ def target_cases(target, *, dtype=None, case=None, quick=False):
     """
     chosen = select(CASES, optimizer=target.reference, device="cpu")
     quick_dtypes = {c.config: c.dtype for c in chosen if c.quick}
-    dtypes = ("float64", "float32") if target.kind == FUNCTION else None
+    dtypes = ("float64", "float32") if target.kind in (FUNCTION, OPTAX) else None
     out, seen = [], set()
     for base in chosen:
         key = (base.config, base.dtype)
         if key in seen or (dtypes and base.dtype not in dtypes) or (quick and quick_dtypes.get(base.config) != base.dtype):
+            continue
+        if not target.runs(base):
             continue
         seen.add(key)
         out.append(dataclasses.replace(base, id=case_id(base.config, base.dtype, "target", "cpu"), impl="target",
@@ -55,7 +64,7 @@ def target_cases(target, *, dtype=None, case=None, quick=False):
 def preflight(target, case):
     """Build a torch-style target once (on one parameter, with the first case's hyperparameters): a target that
     cannot be built at all is a usage error (exit 2), not a failure of every case."""
-    if target.kind == FUNCTION:
+    if target.kind != "torch-style optimizer":
         return
     import torch
     param = torch.zeros(2, requires_grad=True)

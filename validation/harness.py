@@ -80,7 +80,8 @@ class CaseResult:
         return f"worst {format_ulps(self.worst_ulps)} ulp"
 
 
-def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("refwd", "torch"), params_only=False):
+def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("refwd", "torch"), params_only=False,
+             error_scale_rules=None):
     """Run ``case`` (a :class:`refwd_validation.cases.Case`) and return its :class:`CaseResult`.
 
     ``trajectory`` replaces the live torch run by other :class:`refwd_validation.twin.TorchStep` s: a recording
@@ -93,7 +94,8 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
     optimizer in the lock-step and the free-running check. Never raises for a failure inside the case: a torch
     crash (or any exception) becomes status "error" with the exception text.
 
-    ``sides`` names the two sides in the pinpoints (a target's name for torch's). ``params_only`` checks the
+    ``error_scale_rules`` replaces the error-scale rule of an optimizer key alike (a convention profile's rule
+    comes with its own error model). ``sides`` names the two sides in the pinpoints (a target's name for torch's). ``params_only`` checks the
     params alone, refwd keeping its own state, for a trajectory whose state cannot be mapped to refwd's.
     """
     result = CaseResult(case=case)
@@ -104,7 +106,8 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
             import torch
             torch_version = torch.__version__
         result.torch_version = torch_version
-        _run(case, comparer, result, (rules or {}).get(case.optimizer),
+        error_scale_rule = (error_scale_rules or {}).get(case.optimizer, OPTIMIZERS[case.optimizer].error_scale_rule)
+        _run(case, comparer, result, Reference((rules or {}).get(case.optimizer), error_scale_rule),
              torch_trajectory(case) if trajectory is None else trajectory, params_only)
     except Exception as error:  # a crash in torch or anywhere in the case is this case's error
         frames = traceback.extract_tb(error.__traceback__)
@@ -124,11 +127,19 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
     return classify(result)
 
 
-def _run(case, comparer, result, rule, trajectory, params_only=False):
+@dataclass(frozen=True)
+class Reference:
+    """The reference a case is checked against: refwd's rule (None: the optimizer's own) and its error model."""
+
+    rule: object
+    error_scale_rule: object
+
+
+def _run(case, comparer, result, reference, trajectory, params_only=False):
     model = scenario.refwd_model(case)
-    lock = scenario.refwd_optimizer(case, list(scenario.initial_params(case)), rule)
-    params_lock = ParamsOnly(case, comparer, rule) if params_only else None
-    free = FreeRunning(case, comparer, rule, params_only) if case.free_steps else None
+    lock = scenario.refwd_optimizer(case, list(scenario.initial_params(case)), reference.rule)
+    params_lock = ParamsOnly(case, comparer, reference) if params_only else None
+    free = FreeRunning(case, comparer, reference, params_only) if case.free_steps else None
     for torch_step in trajectory:
         result.steps = torch_step.step
         if torch_step.step <= case.steps:
@@ -137,7 +148,7 @@ def _run(case, comparer, result, rule, trajectory, params_only=False):
             if params_lock is not None:
                 params_lock.check(torch_step)
             else:
-                check_lockstep(case, lock, comparer, torch_step)
+                check_lockstep(case, lock, comparer, torch_step, reference.error_scale_rule)
         if free is not None and torch_step.step <= case.free_steps:
             free.check(model, torch_step)
         if comparer.failed:
@@ -176,7 +187,7 @@ def error_scales_of_gradients(case, torch_step, param_scales=None):
     return loss_scale, scenario.by_name(case, per_layer)
 
 
-def check_lockstep(case, optimizer, comparer, torch_step):
+def check_lockstep(case, optimizer, comparer, torch_step, error_scale_rule=None):
     """2. refwd's rule on torch's params, grads and state gives torch's next params and state."""
     for group, lr in zip(optimizer.param_groups, torch_step.lrs):
         group["lr"] = lr
@@ -184,7 +195,7 @@ def check_lockstep(case, optimizer, comparer, torch_step):
     given = {name: grad for name, grad in torch_step.grads.items() if grad is not None}
     new_params = optimizer.step(torch_step.params, given)
     hyperparameters = scenario.group_hyperparameters(optimizer, torch_step.lrs)
-    error_scale_rule = OPTIMIZERS[case.optimizer].error_scale_rule
+    error_scale_rule = error_scale_rule or OPTIMIZERS[case.optimizer].error_scale_rule
     for name, param in torch_step.params.items():
         grad, refwd_state, torch_state = torch_step.grads[name], optimizer.state.get(name, {}), torch_step.new_state[name]
         comparer.compare_keys(Check.LOCKSTEP, torch_step.step, name, refwd_state, torch_state)
@@ -205,9 +216,9 @@ class ParamsOnly:
     """2'. Lock-step on the params alone: refwd's rule on the target's params and grads, with refwd's own state
     (the target's cannot be mapped), whose error scales grow along the run as in the free-running check."""
 
-    def __init__(self, case, comparer, rule):
-        self.case, self.comparer = case, comparer
-        self.optimizer = scenario.refwd_optimizer(case, list(scenario.initial_params(case)), rule)
+    def __init__(self, case, comparer, reference):
+        self.case, self.comparer, self.error_scale_rule = case, comparer, reference.error_scale_rule
+        self.optimizer = scenario.refwd_optimizer(case, list(scenario.initial_params(case)), reference.rule)
         self.state_error_scales = {}
 
     def check(self, torch_step):
@@ -218,7 +229,7 @@ class ParamsOnly:
         given = {name: grad for name, grad in torch_step.grads.items() if grad is not None}
         new_params = self.optimizer.step(torch_step.params, given)
         hyperparameters = scenario.group_hyperparameters(self.optimizer, torch_step.lrs)
-        error_scale_rule = OPTIMIZERS[case.optimizer].error_scale_rule
+        error_scale_rule = self.error_scale_rule
         for name, param in torch_step.params.items():
             scales = {}
             if torch_step.grads[name] is not None:
@@ -234,10 +245,11 @@ class FreeRunning:
     """3. refwd's own trajectory (its own gradients and state) against torch's, with error scales that grow
     along the trajectory as the first-order error of the whole run does."""
 
-    def __init__(self, case, comparer, rule, params_only=False):
+    def __init__(self, case, comparer, reference, params_only=False):
         self.case, self.comparer, self.params_only = case, comparer, params_only
+        self.error_scale_rule = reference.error_scale_rule
         self.params = scenario.initial_params(case)
-        self.optimizer = scenario.refwd_optimizer(case, list(self.params), rule)
+        self.optimizer = scenario.refwd_optimizer(case, list(self.params), reference.rule)
         self.error_scales = {name: {"param": np.zeros(np.shape(value))} for name, value in self.params.items()}
 
     def check(self, model, torch_step):
@@ -251,7 +263,7 @@ class FreeRunning:
         self.params = self.optimizer.step(self.params, {name: grads[name] for name in grads
                                                         if torch_step.grads[name] is not None})
         hyperparameters = scenario.group_hyperparameters(self.optimizer, torch_step.lrs)
-        error_scale_rule = OPTIMIZERS[case.optimizer].error_scale_rule
+        error_scale_rule = self.error_scale_rule
         for name in self.params:
             refwd_state, torch_state = self.optimizer.state.get(name, {}), torch_step.new_state[name]
             if self.params_only:  # the other side's state is not known: compare the params only

@@ -25,7 +25,20 @@ from .dtypes import round_to
 from .optimizers import OPTIMIZERS
 from .statemap import StateMap
 
-TORCH_STYLE, FUNCTION = "torch-style optimizer", "function"
+# optax's optimizers that have a refwd rule: refwd's hyperparameter names in optax's, where optax keeps each state
+# tensor (refwd_validation.targets_optax.state_view), and the hyperparameters optax's optimizer does not have.
+OPTAX_KNOWN = {
+    "sgd": dict(hyper={"lr": "learning_rate", "momentum": "momentum", "nesterov": "nesterov"},
+                state=["momentum_buffer=0.trace"], lacks=("dampening", "weight_decay", "maximize")),
+    "adam": dict(hyper={"lr": "learning_rate", "betas": "b1,b2", "eps": "eps"},
+                 state=["step=0.count", "exp_avg=0.mu", "exp_avg_sq=0.nu"],
+                 lacks=("weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")),
+    "adamw": dict(hyper={"lr": "learning_rate", "betas": "b1,b2", "eps": "eps", "weight_decay": "weight_decay",
+                         "decoupled_weight_decay": ""},                  # optax.adamw's decay is decoupled
+                  state=["step=0.count", "exp_avg=0.mu", "exp_avg_sq=0.nu"], lacks=("amsgrad", "maximize")),
+}
+
+TORCH_STYLE, FUNCTION, OPTAX = "torch-style optimizer", "function", "optax transformation"
 
 
 class TargetError(Exception):
@@ -49,10 +62,20 @@ class Target:
     hyper: dict = field(default_factory=dict)       # refwd hyperparameter -> the target's name(s); "" drops it
     state_map: StateMap = field(default_factory=StateMap)
     params_only: bool = False                       # the target's state is not compared (nor given to refwd)
+    lacks: tuple = ()                               # refwd hyperparameters the target does not have
 
     @property
     def kind(self):
+        if getattr(self.implementation, "__module__", "").split(".")[0] == "optax":
+            return OPTAX
         return FUNCTION if _is_function(self.implementation) else TORCH_STYLE
+
+    def runs(self, case):
+        """Whether the target can run ``case``: every hyperparameter it lacks at its default (off or zero), and no
+        gradient of None for a target that steps all its params at once (optax)."""
+        used = {key for key, value in case.hyperparameters if value} | {
+            key for _, overrides in case.groups for key, value in overrides if value}
+        return not used.intersection(self.lacks) and not (self.kind == OPTAX and case.grad_none)
 
     @property
     def torch_builtin(self):
@@ -68,7 +91,7 @@ class Target:
         out = {}
         for key, value in refwd_hyperparameters.items():
             names = self.hyper.get(key, key)
-            if names == "":
+            if names == "" or key in self.lacks:   # dropped (a case that needs it is not run: Target.runs)
                 continue
             if "," in names:
                 out.update(zip(names.split(","), value))
@@ -95,17 +118,27 @@ def load(spec):
     return value
 
 
-def make_target(implementation, reference, *, name=None, kwargs=None, hyper=None, state_map=None, params_only=False):
-    """A :class:`Target` from an object or a ``module:attribute`` string, checked against refwd's rule names."""
+def make_target(implementation, reference, *, name=None, kwargs=None, hyper=None, state_map=None, params_only=False,
+                lacks=()):
+    """A :class:`Target` from an object or a ``module:attribute`` string, checked against refwd's rule names.
+
+    optax's own optimizers (``optax:adamw``) come with their hyperparameter names, state map and the
+    hyperparameters they lack (:data:`refwd_validation.targets_optax.KNOWN`), unless given here.
+    """
     if reference not in OPTIMIZERS:
         raise TargetError(f"--as {reference!r}: refwd's rules are {', '.join(OPTIMIZERS)}")
     if isinstance(implementation, str):
         name = name or implementation
         implementation = load(implementation)
     name = name or getattr(implementation, "__qualname__", repr(implementation))
+    known = OPTAX_KNOWN.get(getattr(implementation, "__name__", "")) if getattr(
+        implementation, "__module__", "").split(".")[0] == "optax" else None
+    if known:
+        hyper, state_map = hyper or known["hyper"], state_map or known["state"]
+        lacks = tuple(lacks) + known["lacks"]
     return Target(name=name, implementation=implementation, reference=reference, kwargs=dict(kwargs or {}),
                   hyper=dict(hyper or {}), state_map=state_map if isinstance(state_map, StateMap)
-                  else StateMap.parse(state_map), params_only=params_only)
+                  else StateMap.parse(state_map), params_only=params_only, lacks=tuple(lacks))
 
 
 def _is_function(implementation):
@@ -118,13 +151,6 @@ def _is_function(implementation):
     except (TypeError, ValueError):
         return False
     return len(positional) >= 3
-
-
-def trajectory(target, case):
-    """The target's run of ``case`` as :class:`refwd_validation.twin.TorchStep` s, state in refwd's keys."""
-    if target.kind == FUNCTION:
-        return function_trajectory(target, case)
-    return torch_style_trajectory(target, case)
 
 
 def refwd_state_keys(case, hyperparameters):
