@@ -75,9 +75,10 @@ def preflight(target, case):
                           f"{type(error).__name__}: {error}") from None
 
 
-def check_case(target, case):
+def check_case(target, case, *, rules=None, error_scale_rules=None):
     """Run one case of ``target``: a :class:`refwd_validation.harness.CaseResult` (never raises for the target's
-    own failures: they are the case's error, naming target, case, step and parameter)."""
+    own failures: they are the case's error, naming target, case, step and parameter). ``rules`` and
+    ``error_scale_rules`` replace refwd's reference (a convention profile: refwd_validation.diagnose)."""
     steps = []
 
     def recorded():  # keep the last step: a failing state key is then told apart from a wrong mapping
@@ -85,7 +86,8 @@ def check_case(target, case):
             steps[:] = [torch_step]
             yield torch_step
 
-    result = run_case(case, trajectory=recorded(), sides=("refwd", "target"), params_only=target.params_only)
+    result = run_case(case, trajectory=recorded(), sides=("refwd", "target"), params_only=target.params_only,
+                      rules=rules, error_scale_rules=error_scale_rules)
     result.torch_version = None   # the run says nothing about torch's own classes (no known-defect applies)
     if result.status == Status.FAIL and steps and result.failure.key not in ("param", "grad", "loss", "step"):
         hint = _mapping_hint(case, steps[-1], result.failure)
