@@ -99,7 +99,8 @@ def test_optax_adam_and_adamw(optax):
 
 def test_optax_eps_root_is_eps_inside_the_root(optax):
     library = optax_run(optax, optax.adam, b1=0.8, b2=0.9, eps=0.0, eps_root=1e-3)
-    expected = refwd_run("optax", "adam", dict(betas=(0.8, 0.9), eps=1e-3), conventions={"eps_placement": "inside_root"})
+    expected = refwd_run("optax", "adam", dict(betas=(0.8, 0.9), eps=1e-3),
+                         conventions={"eps_placement": "inside_root"})
     np.testing.assert_allclose(expected, library, rtol=1e-13)
 
 
