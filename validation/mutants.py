@@ -148,6 +148,8 @@ _SGD_NESTEROV = "grad = grad + momentum * momentum_buffer if nesterov else momen
 _ADAM_DECAY = """\
     if weight_decay != 0:
         if decoupled_weight_decay:"""
+_ADAM_DENOM = "denom = np.sqrt(second_moment) / bias_correction2 ** 0.5 + eps"            # torch's ε placement
+_ADAM_SECOND_MOMENT = "second_moment = max_exp_avg_sq if amsgrad else exp_avg_sq"
 
 MUTANTS = (
     # ---------------------------------------------------------------- SGD
@@ -200,8 +202,9 @@ MUTANTS = (
         "sgd-decay-after-momentum", ("sgd",),
         "Coupled weight decay added to the update after the momentum buffer, so λθ never enters the buffer.",
         ((_SGD_MAXIMIZE_THEN_DECAY, "    if maximize:\n        grad = -grad"),
-         ("    param = param - lr * grad",
-          "    if weight_decay != 0:\n        grad = grad + weight_decay * param\n    param = param - lr * grad")),
+         ("        param = param - lr * grad",
+          "        if weight_decay != 0:\n            grad = grad + weight_decay * param\n"
+          "        param = param - lr * grad")),
         needs={"momentum": True, "weight_decay": True}),
     Mutant(
         "sgd-decay-without-lr", ("sgd",),
@@ -231,8 +234,7 @@ MUTANTS = (
     Mutant(
         "rmsprop-alpha-swapped", ("rmsprop",),
         "α and 1−α swapped in the square average: v = (1−α)v + αg².",
-        (("alpha * state.get(\"square_avg\", np.zeros_like(param)) + (1 - alpha) * grad * grad",
-          "(1 - alpha) * state.get(\"square_avg\", np.zeros_like(param)) + alpha * grad * grad"),)),
+        (("alpha * square_avg + (1 - alpha) * grad * grad", "(1 - alpha) * square_avg + alpha * grad * grad"),)),
     Mutant(
         "rmsprop-bias-corrected", ("rmsprop",),
         "An Adam-style bias correction v/(1−αᵗ) slipped into RMSprop, which has none.",
@@ -323,15 +325,13 @@ MUTANTS = (
     Mutant(
         "adam-eps-inside-sqrt", ("adam", "adamw"),
         "ε inside the square root, √(v̂+ε).",
-        (("denom = np.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + eps",
-          "denom = np.sqrt(exp_avg_sq / bias_correction2 + eps)"),),
+        ((_ADAM_DENOM, "denom = np.sqrt(second_moment / bias_correction2 + eps)"),),
         needs={"amsgrad": False}),
     Mutant(
         "adam-eps-hat", ("adam", "adamw"),
         "ε added before the division by √(1−β₂ᵗ): the paper's ε̂ form that TensorFlow and Keras use, "
         "(√v+ε)/√(1−β₂ᵗ), not torch's √v/√(1−β₂ᵗ)+ε.",
-        (("denom = np.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + eps",
-          "denom = (np.sqrt(exp_avg_sq) + eps) / bias_correction2 ** 0.5"),),
+        ((_ADAM_DENOM, "denom = (np.sqrt(second_moment) + eps) / bias_correction2 ** 0.5"),),
         needs={"amsgrad": False}),
     Mutant(
         "adam-maximize-ignored", ("adam", "adamw"),
@@ -362,12 +362,12 @@ MUTANTS = (
     Mutant(
         "adamw-decay-not-scaled-by-lr", ("adamw",),
         "Decoupled decay θ ← (1−λ)θ, not scaled by the lr (the paper's schedule multiplier taken as 1).",
-        (("param = param * (1 - lr * weight_decay)", "param = param * (1 - weight_decay)"),),
+        (("param = param * (1 - rate)", "param = param * (1 - weight_decay)"),),
         needs={"weight_decay": True}),
     Mutant(
         "adamw-decay-after-update", ("adamw",),
         "Decoupled decay applied after the Adam update, to the new θ, instead of to θ_{t−1} before it.",
-        (("param = param * (1 - lr * weight_decay)", "pass"),
+        (("param = param * (1 - rate)", "pass"),
          ("    param = param - step_size * exp_avg / denom",
           "    param = param - step_size * exp_avg / denom\n"
           "    if weight_decay != 0 and decoupled_weight_decay:\n"
@@ -384,8 +384,8 @@ MUTANTS = (
         "amsgrad takes the max over bias-corrected v̂ = v/(1−β₂ᵗ) (and stores it) instead of over raw v.",
         (("np.maximum(state.get(\"max_exp_avg_sq\", np.zeros_like(param)), exp_avg_sq)",
           "np.maximum(state.get(\"max_exp_avg_sq\", np.zeros_like(param)), exp_avg_sq / bias_correction2)"),
-         ("denom = np.sqrt(max_exp_avg_sq) / bias_correction2 ** 0.5 + eps",
-          "denom = np.sqrt(max_exp_avg_sq) + eps")),
+         (_ADAM_DENOM, "denom = np.sqrt(second_moment) + eps if amsgrad else "
+                       "np.sqrt(second_moment) / bias_correction2 ** 0.5 + eps")),
         needs={"amsgrad": True}),
     Mutant(
         "amsgrad-max-with-previous-v", ("adam", "adamw"),
@@ -396,8 +396,7 @@ MUTANTS = (
     Mutant(
         "amsgrad-max-unused", ("adam", "adamw"),
         "amsgrad's running max is kept in the state but the denominator still uses v.",
-        (("denom = np.sqrt(max_exp_avg_sq) / bias_correction2 ** 0.5 + eps",
-          "denom = np.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + eps"),),
+        ((_ADAM_SECOND_MOMENT, "second_moment = exp_avg_sq"),),
         needs={"amsgrad": True}),
 )
 

@@ -234,42 +234,66 @@ def maximum(a, b):
 # torch's fused multiply-add, lerp and addcmul (and refwd's lerp) round at most as often as the plain form
 # spelled here, and the terms they round are no larger (lerp's w·|b − a| with w ≤ ½ in either branch is covered
 # by the two scaled products β·m and (1 − β)·g), so both errors are within the same scale.
+# The convention keywords (eps_placement, lr_placement, momentum_init, initial_square_avg, decay_convention) are
+# refwd's names and values (refwd.optim.profiles): each branch here is the same line in error-scale arithmetic.
+
+
+def _filled(like, value):
+    """A constant state (a moment's initial value) or a Python-float operand: exact unless ↓value ≠ value."""
+    return _coefficient(value, like.dtype, like=like.value)
+
+
+def _decoupled_rate(lr, weight_decay, decay_convention, initial_lr):
+    """The fraction decoupled decay removes, a Python double: γλ ("torch"), (γ/γ₀)λ ("paper"), λ ("independent")."""
+    if decay_convention == "paper":
+        return lr / initial_lr * weight_decay
+    if decay_convention == "independent":
+        return weight_decay
+    return lr * weight_decay
 
 
 def sgd(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-        maximize=False):
+        maximize=False, lr_placement="outside_momentum", momentum_init="first_grad"):
     if maximize:
         grad = -grad
     if weight_decay != 0:
         grad = grad + weight_decay * param
+    if lr_placement == "in_momentum":
+        grad = lr * grad
     out = {}
     if momentum != 0:
-        if state.get("momentum_buffer") is None:
+        if state.get("momentum_buffer") is None and momentum_init == "first_grad":
             buf = grad                                                      # a copy: exact
         else:
-            buf = momentum * state["momentum_buffer"] + (1 - dampening) * grad
+            previous = state.get("momentum_buffer") or _filled(param, 0.0)
+            buf = momentum * previous + (1 - dampening) * grad
         out["momentum_buffer"] = buf
         grad = grad + momentum * buf if nesterov else buf
-    out["param"] = param - lr * grad
+    out["param"] = param - grad if lr_placement == "in_momentum" else param - lr * grad
     return out
 
 
 def rmsprop(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-            maximize=False):
+            maximize=False, eps_placement="after_root", lr_placement="outside_momentum", initial_square_avg=0.0):
     zeros = Scaled.exact(np.zeros_like(param.value), param.dtype)
     if maximize:
         grad = -grad
     if weight_decay != 0:
         grad = grad + weight_decay * param
-    square_avg = alpha * state.get("square_avg", zeros) + (1 - alpha) * (grad * grad)
+    square_avg = alpha * state.get("square_avg", _filled(param, initial_square_avg)) + (1 - alpha) * (grad * grad)
     out = {"square_avg": square_avg}
     if centered:
         grad_avg = alpha * state.get("grad_avg", zeros) + (1 - alpha) * grad
         out["grad_avg"] = grad_avg
-        avg = sqrt(square_avg - grad_avg * grad_avg) + eps
+        mean_square = square_avg - grad_avg * grad_avg
     else:
-        avg = sqrt(square_avg) + eps
-    if momentum > 0:
+        mean_square = square_avg
+    avg = sqrt(mean_square + eps) if eps_placement == "inside_root" else sqrt(mean_square) + eps
+    if momentum > 0 and lr_placement == "in_momentum":
+        buf = momentum * state.get("momentum_buffer", zeros) + (lr * grad) / avg
+        out["momentum_buffer"] = buf
+        out["param"] = param - buf
+    elif momentum > 0:
         buf = momentum * state.get("momentum_buffer", zeros) + grad / avg
         out["momentum_buffer"] = buf
         out["param"] = param - lr * buf
@@ -279,7 +303,8 @@ def rmsprop(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, m
 
 
 def adam(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-         maximize=False, decoupled_weight_decay=False):
+         maximize=False, decoupled_weight_decay=False, eps_placement="after_root", decay_convention="torch",
+         initial_lr=None):
     beta1, beta2 = betas
     step = state.get("step", 0) + 1
     zeros = Scaled.exact(np.zeros_like(param.value), param.dtype)
@@ -287,7 +312,7 @@ def adam(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
         grad = -grad
     if weight_decay != 0:
         if decoupled_weight_decay:
-            param = (1 - lr * weight_decay) * param
+            param = (1 - _decoupled_rate(lr, weight_decay, decay_convention, initial_lr)) * param
         else:
             grad = grad + weight_decay * param
     exp_avg = beta1 * state.get("exp_avg", zeros) + (1 - beta1) * grad
@@ -295,17 +320,40 @@ def adam(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
     out = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     bias_correction1 = 1 - beta1 ** step
     bias_correction2 = 1 - beta2 ** step
+    second_moment = exp_avg_sq
     if amsgrad:
         max_exp_avg_sq = maximum(state.get("max_exp_avg_sq", zeros), exp_avg_sq)
-        out["max_exp_avg_sq"] = max_exp_avg_sq
-        denom = sqrt(max_exp_avg_sq) / math.sqrt(bias_correction2) + eps
+        out["max_exp_avg_sq"] = second_moment = max_exp_avg_sq
+    step_size = lr / bias_correction1
+    if eps_placement == "inside_root":
+        denom = sqrt(second_moment / bias_correction2 + eps)
+    elif eps_placement == "floor":
+        denom = maximum(sqrt(second_moment) / math.sqrt(bias_correction2), _filled(param, eps))
+    elif eps_placement == "hat":
+        step_size = step_size * math.sqrt(bias_correction2)
+        denom = sqrt(second_moment) + eps
     else:
-        denom = sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps
-    out["param"] = param - ((lr / bias_correction1) * exp_avg) / denom
+        denom = sqrt(second_moment) / math.sqrt(bias_correction2) + eps
+    out["param"] = param - (step_size * exp_avg) / denom
     return out
 
 
 adamw = functools.partial(adam, decoupled_weight_decay=True)   # as refwd's adamw_step
+
+
+def sgdw(param, grad, state, *, lr, weight_decay=0.0, decay_convention="torch", initial_lr=None, **sgd_keywords):
+    """SGDW: the decoupled shrink, then SGD without L2 (refwd's sgdw_step)."""
+    if weight_decay != 0:
+        param = (1 - _decoupled_rate(lr, weight_decay, decay_convention, initial_lr)) * param
+    return sgd(param, grad, state, lr=lr, **sgd_keywords)
+
+
+def rmspropw(param, grad, state, *, lr, weight_decay=0.0, decay_convention="torch", initial_lr=None,
+             **rmsprop_keywords):
+    """RMSpropW: the decoupled shrink, then RMSprop without L2 (refwd's rmspropw_step)."""
+    if weight_decay != 0:
+        param = (1 - _decoupled_rate(lr, weight_decay, decay_convention, initial_lr)) * param
+    return rmsprop(param, grad, state, lr=lr, **rmsprop_keywords)
 
 
 def step_scales(rule, param, grad, state, hyperparameters, dtype, *, scales=None):

@@ -1,34 +1,45 @@
 """Adam, with amsgrad and with coupled or decoupled weight decay, as torch.optim.Adam."""
 import numpy as np
 
+from .conventions import EPS_PLACEMENTS, check_choice
+from .decoupled import decay_rate
 from .lerp import lerp
 from .optimizer import Optimizer
 
 
 def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-              maximize=False, decoupled_weight_decay=False):
+              maximize=False, decoupled_weight_decay=False, eps_placement="after_root", decay_convention="torch",
+              initial_lr=None):
     r"""One Adam step for one tensor (Kingma & Ba, Algorithm 1), with torch's ε placement.
 
     Symbols: θ param, g grad, γ ``lr``, β₁, β₂ ``betas``, ε ``eps``, λ ``weight_decay``,
     m ``state["exp_avg"]``, v ``state["exp_avg_sq"]``, v̂ᵐᵃˣ ``state["max_exp_avg_sq"]`` (amsgrad),
-    t ``state["step"]`` (counted per parameter).
+    t ``state["step"]`` (counted per parameter); γ₀ ``initial_lr``, η_t = γ/γ₀. Conventions (torch's
+    first): where ε sits, ``eps_placement`` ("after_root" | "inside_root" | "hat" | "floor"); what scales the
+    decoupled decay, ``decay_convention`` ("torch": γλ | "paper": η_tλ | "independent": λ).
 
     .. math::
 
         t &\leftarrow t + 1\\
         g_t &\leftarrow -g_t \quad\text{if maximize}\\
         \theta_{t-1} &\leftarrow (1 - \gamma\lambda)\,\theta_{t-1} \quad\text{if decoupled (AdamW)}, \quad
-            \text{else}\quad g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{(coupled L2)}\\
+            \text{else}\quad g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{(coupled L2)}
+            \quad\text{(}1 - \eta_t\lambda \text{ with "paper", } 1 - \lambda \text{ with "independent")}\\
         m_t &= \beta_1\, m_{t-1} + (1-\beta_1)\, g_t\\
         v_t &= \beta_2\, v_{t-1} + (1-\beta_2)\, g_t^2\\
         v^{\max}_t &= \max(v^{\max}_{t-1}, v_t) \quad\text{if amsgrad (the raw } v\text{, before correction)}\\
         \theta_t &= \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\, m_t \Big/
             \Big(\frac{\sqrt{v_t}}{\sqrt{1-\beta_2^t}} + \varepsilon\Big)
-            \quad(v^{\max}_t \text{ in place of } v_t \text{ if amsgrad})
+            \quad(v^{\max}_t \text{ in place of } v_t \text{ if amsgrad})\\
+        \text{"inside\_root": }& \sqrt{v_t/(1-\beta_2^t) + \varepsilon} \text{ in place of the bracket; }
+        \text{"floor": } \max\big(\sqrt{v_t}/\sqrt{1-\beta_2^t},\ \varepsilon\big);\\
+        \text{"hat": }& \theta_t = \theta_{t-1} - \frac{\gamma\sqrt{1-\beta_2^t}}{1-\beta_1^t}\,
+            m_t \big/ (\sqrt{v_t} + \hat\varepsilon)
 
     In exact arithmetic the last line is θ − γ·m̂/(√v̂ + ε) with m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ): ε sits
     outside the bias-corrected root. It is not the paper's "ε̂" form γ·√(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε̂)
-    that TensorFlow and Keras use; the two differ where √v is comparable to ε.
+    that TensorFlow and Keras use (``eps_placement="hat"``); the two differ where √v is comparable
+    to ε. "inside_root" is optax's ``eps_root`` (with its ``eps=0``); "floor" bounds the denominator by ε.
 
     torch: ``torch.optim.Adam`` and ``torch.optim.AdamW`` (for-loop ``_single_tensor_adam``), same
     defaults and state keys; the decoupled factor uses the group's current lr. m is a ``lerp`` here as in
@@ -45,9 +56,12 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
     step = state.get("step", 0) + 1                                             # t
     if maximize:
         grad = -grad
+    check_choice("eps_placement", eps_placement, EPS_PLACEMENTS)
     if weight_decay != 0:
         if decoupled_weight_decay:
-            param = param * (1 - lr * weight_decay)                             # θ ← (1 − γλ) θ
+            rate = decay_rate(lr=lr, weight_decay=weight_decay, decay_convention=decay_convention,
+                              initial_lr=initial_lr)                            # γλ, η_tλ ("paper") or λ
+            param = param * (1 - rate)                                          # θ ← (1 − γλ) θ
         else:
             grad = grad + weight_decay * param                                  # g ← g + λθ
     exp_avg = lerp(state.get("exp_avg", np.zeros_like(param)), grad, 1 - beta1)  # m_t = β₁m + (1 − β₁)g
@@ -59,9 +73,16 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
     if amsgrad:
         max_exp_avg_sq = np.maximum(state.get("max_exp_avg_sq", np.zeros_like(param)), exp_avg_sq)  # v̂ᵐᵃˣ_t
         new_state["max_exp_avg_sq"] = max_exp_avg_sq
-        denom = np.sqrt(max_exp_avg_sq) / bias_correction2 ** 0.5 + eps       # √v̂ᵐᵃˣ/√(1−β₂ᵗ) + ε
-    else:
-        denom = np.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + eps           # √v/√(1−β₂ᵗ) + ε
+    second_moment = max_exp_avg_sq if amsgrad else exp_avg_sq                   # v_t, or v̂ᵐᵃˣ_t if amsgrad
+    if eps_placement == "after_root":
+        denom = np.sqrt(second_moment) / bias_correction2 ** 0.5 + eps        # √v/√(1−β₂ᵗ) + ε
+    elif eps_placement == "inside_root":
+        denom = np.sqrt(second_moment / bias_correction2 + eps)               # √(v/(1−β₂ᵗ) + ε)
+    elif eps_placement == "floor":
+        denom = np.maximum(np.sqrt(second_moment) / bias_correction2 ** 0.5, eps)   # max(√v/√(1−β₂ᵗ), ε)
+    else:                                                                       # "hat": ε̂, TensorFlow's and Keras's
+        step_size = step_size * bias_correction2 ** 0.5                         # γ√(1−β₂ᵗ)/(1−β₁ᵗ)
+        denom = np.sqrt(second_moment) + eps                                    # √v + ε̂
     param = param - step_size * exp_avg / denom                                 # θ_t
     return param, new_state
 

@@ -11,10 +11,16 @@ before the rule's own update. How much θ shrinks per step is a convention:
   the group's lr when the group is added). A schedule that sets ``lr`` in the param groups therefore drives
   both conventions alike; the only difference is that the paper's λ is not multiplied by α:
   ``"paper"`` with λ is ``"torch"`` with λ/γ₀.
+- ``"independent"``: by λ itself, θ ← (1 − λ)θ, whatever the lr: the decay of an optimizer whose
+  ``weight_decay`` is a per-step shrink (optax's ``add_decayed_weights`` chained *after* the lr scaling, or
+  a hand-written ``p.mul_(1 - wd)``). ``"independent"`` with λ is ``"torch"`` with λ/γ while the lr is γ.
+
+:func:`decay_rate` is the one place the three are written; every decoupled rule (SGDW, RMSpropW and Adam's
+decoupled path, AdamW) shrinks by ``1 - decay_rate(...)`` in one visible line.
 """
 from .optimizer import Optimizer
 
-DECAY_CONVENTIONS = ("torch", "paper")
+DECAY_CONVENTIONS = ("torch", "paper", "independent")
 
 
 def check_decay_convention(decay_convention):
@@ -23,13 +29,15 @@ def check_decay_convention(decay_convention):
 
 
 def decay_rate(*, lr, weight_decay, decay_convention="torch", initial_lr=None):
-    """The fraction of θ that decoupled decay removes this step: γλ (torch) or η_t·λ = (γ/γ₀)·λ (paper).
+    """The fraction of θ that decoupled decay removes this step: γλ (torch), η_t·λ = (γ/γ₀)·λ (paper), λ.
 
     A Python float, so ``param * (1 - decay_rate(...))`` never upcasts a float32 param.
     """
     check_decay_convention(decay_convention)
     if decay_convention == "torch":
         return lr * weight_decay                                   # γλ
+    if decay_convention == "independent":
+        return weight_decay                                        # λ
     if not initial_lr:
         raise ValueError(f"decay_convention='paper' needs a nonzero initial_lr (the base lr γ₀), got {initial_lr!r}")
     return lr / initial_lr * weight_decay                          # η_t λ, with η_t = γ/γ₀

@@ -1,29 +1,39 @@
 """RMSprop, plain, centered and with momentum, with coupled weight decay, as torch.optim.RMSprop."""
 import numpy as np
 
+from .conventions import EPS_PLACEMENTS, LR_PLACEMENTS, check_choice
 from .lerp import lerp
 from .optimizer import Optimizer
 
 
 def rmsprop_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, maximize=False):
+                 centered=False, maximize=False, eps_placement="after_root", lr_placement="outside_momentum",
+                 initial_square_avg=0.0):
     r"""One RMSprop step for one tensor (Hinton's lecture 6e; centered form after Graves, 2013).
 
     Symbols: θ param, g grad, γ ``lr``, α ``alpha``, ε ``eps``, λ ``weight_decay``, μ ``momentum``,
     v ``state["square_avg"]``, ḡ ``state["grad_avg"]`` (centered), b ``state["momentum_buffer"]``,
-    t ``state["step"]`` (counted, unused by the math: RMSprop has no bias correction).
+    t ``state["step"]`` (counted, unused by the math: RMSprop has no bias correction). Conventions (torch's
+    first): where ε sits, ``eps_placement`` ("after_root" | "inside_root"); where γ sits with momentum,
+    ``lr_placement`` ("outside_momentum" | "in_momentum"); v₀, ``initial_square_avg`` (0, or 1 as TF1).
 
     .. math::
 
         g_t &\leftarrow -g_t \quad\text{if maximize}\\
         g_t &\leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \quad\text{(coupled L2)}\\
-        v_t &= \alpha\, v_{t-1} + (1-\alpha)\, g_t^2\\
+        v_t &= \alpha\, v_{t-1} + (1-\alpha)\, g_t^2, \quad v_0 = \text{initial\_square\_avg}\\
         \bar g_t &= \alpha\, \bar g_{t-1} + (1-\alpha)\, g_t \quad\text{if centered}\\
-        d_t &= \sqrt{v_t - \bar g_t^2} + \varepsilon \ \text{ if centered, else }\ \sqrt{v_t} + \varepsilon\\
-        b_t &= \mu\, b_{t-1} + g_t / d_t, \quad \theta_t = \theta_{t-1} - \gamma\, b_t \quad\text{if } \mu > 0\\
+        d_t &= \sqrt{v_t - \bar g_t^2} + \varepsilon \ \text{ if centered, else }\ \sqrt{v_t} + \varepsilon
+              \quad\text{(}\sqrt{v_t - \bar g_t^2 + \varepsilon},\ \sqrt{v_t + \varepsilon}
+              \text{ if "inside\_root")}\\
+        b_t &= \mu\, b_{t-1} + g_t / d_t, \quad \theta_t = \theta_{t-1} - \gamma\, b_t \quad\text{if } \mu > 0
+              \quad\text{(} b_t = \mu\, b_{t-1} + \gamma\, g_t / d_t,\ \theta_t = \theta_{t-1} - b_t
+              \text{ if "in\_momentum")}\\
         \theta_t &= \theta_{t-1} - \gamma\, g_t / d_t \quad\text{otherwise}
 
-    v, ḡ and b start at zero (unlike SGD's buffer, which starts at the first gradient).
+    ḡ and b start at zero (unlike SGD's buffer, which starts at the first gradient), v at
+    ``initial_square_avg``. ε inside the root is TensorFlow's, Keras's and optax's placement (and Graves's);
+    γ inside the buffer is theirs too, and differs from torch's as soon as the lr changes.
 
     torch: ``torch.optim.RMSprop`` (for-loop ``_single_tensor_rmsprop``), same defaults and state keys.
     ε is added after the square root (TensorFlow puts it inside). ḡ is a ``lerp`` here as in torch; torch
@@ -35,23 +45,36 @@ def rmsprop_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0
     Reference: Hinton, Srivastava, Swersky, "Neural Networks for Machine Learning", lecture 6e (2012);
     Graves, "Generating sequences with recurrent neural networks", arXiv:1308.0850, eqs. 38-45.
     """
+    check_choice("eps_placement", eps_placement, EPS_PLACEMENTS[:2])
+    check_choice("lr_placement", lr_placement, LR_PLACEMENTS)
     step = state.get("step", 0) + 1
     if maximize:
         grad = -grad
     if weight_decay != 0:
         grad = grad + weight_decay * param                                        # g ← g + λθ
-    square_avg = alpha * state.get("square_avg", np.zeros_like(param)) + (1 - alpha) * grad * grad   # v_t
+    square_avg = state.get("square_avg", np.full_like(param, initial_square_avg))  # v_{t-1}, v_0 = 0 (TF1: 1)
+    square_avg = alpha * square_avg + (1 - alpha) * grad * grad                   # v_t
     new_state = {"step": step, "square_avg": square_avg}
     if centered:
         grad_avg = lerp(state.get("grad_avg", np.zeros_like(param)), grad, 1 - alpha)  # ḡ_t = αḡ + (1 − α)g
         new_state["grad_avg"] = grad_avg
-        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps                     # d_t = √(v − ḡ²) + ε
+        if eps_placement == "inside_root":
+            avg = np.sqrt(square_avg - grad_avg * grad_avg + eps)                 # d_t = √(v − ḡ² + ε)
+        else:
+            avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps                 # d_t = √(v − ḡ²) + ε
+    elif eps_placement == "inside_root":
+        avg = np.sqrt(square_avg + eps)                                           # d_t = √(v + ε)
     else:
         avg = np.sqrt(square_avg) + eps                                           # d_t = √v + ε
     if momentum > 0:
-        momentum_buffer = momentum * state.get("momentum_buffer", np.zeros_like(param)) + grad / avg   # b_t
+        previous = state.get("momentum_buffer", np.zeros_like(param))            # b_{t-1}, b_0 = 0
+        if lr_placement == "in_momentum":
+            momentum_buffer = momentum * previous + lr * grad / avg              # b_t = μb + γg/d
+            param = param - momentum_buffer                                       # θ_t = θ − b_t
+        else:
+            momentum_buffer = momentum * previous + grad / avg                   # b_t = μb + g/d
+            param = param - lr * momentum_buffer                                  # θ_t = θ − γ b_t
         new_state["momentum_buffer"] = momentum_buffer
-        param = param - lr * momentum_buffer                                      # θ_t = θ − γ b_t
     else:
         param = param - lr * grad / avg                                           # θ_t = θ − γ g / d
     return param, new_state

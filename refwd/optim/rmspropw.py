@@ -4,12 +4,15 @@ from .rmsprop import RMSprop, rmsprop_step
 
 
 def rmspropw_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                  centered=False, maximize=False, decay_convention="torch", initial_lr=None):
+                  centered=False, maximize=False, decay_convention="torch", initial_lr=None,
+                  eps_placement="after_root", lr_placement="outside_momentum", initial_square_avg=0.0):
     r"""One RMSprop step with decoupled weight decay: shrink θ, then an RMSprop step without L2.
 
     Symbols as in :func:`refwd.optim.rmsprop.rmsprop_step`: θ param, g grad, γ ``lr``, α ``alpha``,
     ε ``eps``, λ ``weight_decay``, μ ``momentum``, v ``state["square_avg"]``, ḡ ``state["grad_avg"]``,
-    b ``state["momentum_buffer"]``; γ₀ ``initial_lr``, η_t = γ/γ₀.
+    b ``state["momentum_buffer"]``; γ₀ ``initial_lr``, η_t = γ/γ₀. Conventions: ``decay_convention``
+    ("torch": γλ | "paper": η_tλ | "independent": λ, see :mod:`refwd.optim.decoupled`), and RMSprop's
+    ``eps_placement``, ``lr_placement`` and ``initial_square_avg``, passed on.
 
     .. math::
 
@@ -34,9 +37,10 @@ def rmspropw_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=
     """
     if weight_decay != 0:
         param = param * (1 - decay_rate(lr=lr, weight_decay=weight_decay, decay_convention=decay_convention,
-                                        initial_lr=initial_lr))                              # θ ← (1 − γλ) θ
+                                        initial_lr=initial_lr))                              # θ ← (1 − γλ) θ (torch)
     return rmsprop_step(param, grad, state, lr=lr, alpha=alpha, eps=eps, weight_decay=0.0, momentum=momentum,
-                        centered=centered, maximize=maximize)
+                        centered=centered, maximize=maximize, eps_placement=eps_placement,
+                        lr_placement=lr_placement, initial_square_avg=initial_square_avg)
 
 
 class RMSpropW(RMSprop, DecoupledDecay):

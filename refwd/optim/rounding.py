@@ -1,4 +1,4 @@
-"""Two roundings of torch's CPU kernels that NumPy does not make by itself: scalar operands and fused multiply-adds.
+"""Roundings NumPy does not make by itself: torch kernels' scalar operands and FMAs, float32-held hyperparameters.
 
 Every rule stays written as the math; these helpers only make a line round where torch's kernel rounds.
 """
@@ -31,3 +31,20 @@ def fma(a, b, c):
         a, b, c = (np.asarray(x, dtype=dtype).astype(np.float64) for x in (a, b, c))  # scalars rounded as torch does
         return (a * b + c).astype(dtype)
     return np.where(np.isinf(c) & np.isfinite(a) & np.isfinite(b), c, a * b + c)
+
+
+def hyperparameters_in_float32(hyperparameters, names):
+    """``hyperparameters`` with the entries ``names`` rounded to float32 (Python floats; a tuple entry elementwise).
+
+    Some libraries hold a hyperparameter in a float32 variable or tensor and cast it to the weights' dtype
+    at each step (Keras 3's ``learning_rate``; TF1's every hyperparameter): for float64 weights the rule then
+    computes with ↓₃₂γ, not γ. That is not a line of the rule but a property of its inputs, so the caller
+    applies it: ``rule(param, grad, state, **hyperparameters_in_float32(h, FLOAT32_HYPERPARAMETERS[p]))``
+    (:data:`refwd.optim.profiles.FLOAT32_HYPERPARAMETERS`). Names absent from ``hyperparameters`` are skipped.
+    """
+    def rounded(value):
+        if isinstance(value, (tuple, list)):
+            return type(value)(rounded(v) for v in value)
+        return float(np.float32(value))
+
+    return {key: rounded(value) if key in names else value for key, value in hyperparameters.items()}

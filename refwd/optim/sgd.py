@@ -1,22 +1,30 @@
 """SGD with momentum, dampening, Nesterov and coupled weight decay, as torch.optim.SGD."""
+import numpy as np
+
+from .conventions import LR_PLACEMENTS, MOMENTUM_INITS, check_choice
 from .optimizer import Optimizer
 
 
 def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-             maximize=False):
+             maximize=False, lr_placement="outside_momentum", momentum_init="first_grad"):
     r"""One SGD step for one tensor: stochastic gradient descent with momentum (Sutskever et al., 2013).
 
     Symbols: θ param, g grad, γ ``lr``, μ ``momentum``, τ ``dampening``, λ ``weight_decay``,
-    b ``state["momentum_buffer"]``.
+    b ``state["momentum_buffer"]``. Conventions (torch's first): where γ sits, ``lr_placement``
+    ("outside_momentum" | "in_momentum"); how b starts, ``momentum_init`` ("first_grad" | "zero").
 
     .. math::
 
         g_t &\leftarrow -g_t \quad\text{if maximize}\\
         g_t &\leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \quad\text{(coupled L2)}\\
-        b_t &\leftarrow g_t \ \text{ on this parameter's first step, else }\ \mu\, b_{t-1} + (1-\tau)\, g_t
-              \quad\text{if } \mu \ne 0\\
+        g_t &\leftarrow \gamma\, g_t \quad\text{if lr\_placement = "in\_momentum" (Keras, Sutskever: b is a velocity)}\\
+        b_t &\leftarrow g_t \ \text{ on this parameter's first step (momentum\_init = "first\_grad"), else }\
+              \mu\, b_{t-1} + (1-\tau)\, g_t \ \text{ with } b_0 = 0 \quad\text{if } \mu \ne 0\\
         g_t &\leftarrow g_t + \mu\, b_t \ \text{ if nesterov, else }\ b_t \quad\text{if } \mu \ne 0\\
-        \theta_t &\leftarrow \theta_{t-1} - \gamma\, g_t
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, g_t \quad\text{(}\theta_{t-1} - g_t \text{ if "in\_momentum")}
+
+    The two momentum-buffer inits differ only with dampening (b₁ = g₁ against (1 − τ)g₁); the lr placements
+    differ as soon as the lr changes (inside, the old velocity keeps the old lr; outside, a new lr rescales it).
 
     torch: ``torch.optim.SGD`` (for-loop ``_single_tensor_sgd``), same defaults and state key. torch
     computes ``g + λθ``, ``μb + (1−τ)g``, the Nesterov sum and ``θ − γg`` each as one fused multiply-add
@@ -28,19 +36,27 @@ def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_deca
     Reference: Sutskever, Martens, Dahl, Hinton, "On the importance of initialization and momentum in
     deep learning", ICML 2013; torch.optim.SGD documentation.
     """
+    check_choice("lr_placement", lr_placement, LR_PLACEMENTS)
+    check_choice("momentum_init", momentum_init, MOMENTUM_INITS)
     if maximize:
         grad = -grad
     if weight_decay != 0:
         grad = grad + weight_decay * param                             # g ← g + λθ
+    if lr_placement == "in_momentum":
+        grad = lr * grad                                               # g ← γg: the buffer holds a velocity
     new_state = {}
     if momentum != 0:
-        if "momentum_buffer" not in state:
+        if "momentum_buffer" not in state and momentum_init == "first_grad":
             momentum_buffer = grad.copy()                              # b_1 = g_1: no dampening on the first step
         else:
-            momentum_buffer = momentum * state["momentum_buffer"] + (1 - dampening) * grad   # b_t
+            previous = state.get("momentum_buffer", np.zeros_like(grad))                     # b_0 = 0 ("zero")
+            momentum_buffer = momentum * previous + (1 - dampening) * grad                   # b_t
         new_state["momentum_buffer"] = momentum_buffer
         grad = grad + momentum * momentum_buffer if nesterov else momentum_buffer
-    param = param - lr * grad                                          # θ_t = θ_{t-1} − γ g_t
+    if lr_placement == "in_momentum":
+        param = param - grad                                           # θ_t = θ_{t-1} − g_t (γ is inside)
+    else:
+        param = param - lr * grad                                      # θ_t = θ_{t-1} − γ g_t
     return param, new_state
 
 

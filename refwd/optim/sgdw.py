@@ -4,11 +4,14 @@ from .sgd import SGD, sgd_step
 
 
 def sgdw_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-              maximize=False, decay_convention="torch", initial_lr=None):
+              maximize=False, decay_convention="torch", initial_lr=None, lr_placement="outside_momentum",
+              momentum_init="first_grad"):
     r"""One SGDW step for one tensor: shrink θ, then an SGD step without L2 (Loshchilov & Hutter, Algorithm 1).
 
     Symbols as in :func:`refwd.optim.sgd.sgd_step`: θ param, g grad, γ ``lr``, μ ``momentum``,
     τ ``dampening``, λ ``weight_decay``, b ``state["momentum_buffer"]``; γ₀ ``initial_lr``, η_t = γ/γ₀.
+    Conventions: ``decay_convention`` ("torch": γλ | "paper": η_tλ | "independent": λ, see
+    :mod:`refwd.optim.decoupled`), and SGD's ``lr_placement`` and ``momentum_init``, passed on.
 
     .. math::
 
@@ -33,9 +36,9 @@ def sgdw_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_dec
     """
     if weight_decay != 0:
         param = param * (1 - decay_rate(lr=lr, weight_decay=weight_decay, decay_convention=decay_convention,
-                                        initial_lr=initial_lr))                              # θ ← (1 − γλ) θ
+                                        initial_lr=initial_lr))                              # θ ← (1 − γλ) θ (torch)
     return sgd_step(param, grad, state, lr=lr, momentum=momentum, dampening=dampening, weight_decay=0.0,
-                    nesterov=nesterov, maximize=maximize)
+                    nesterov=nesterov, maximize=maximize, lr_placement=lr_placement, momentum_init=momentum_init)
 
 
 class SGDW(SGD, DecoupledDecay):
