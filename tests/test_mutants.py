@@ -18,9 +18,10 @@ import refwd
 from refwd_validation.cases import CASES
 from refwd_validation.mutants import FREE_RUNNING, LOCKSTEP, MUTANTS, Mutant, cheapest_case
 from refwd_validation.optimizers import OPTIMIZERS as REGISTRY
+from refwd_validation.optimizers import TORCH_OPTIMIZERS
 
-OPTIMIZERS = {key: spec.refwd_class for key, spec in REGISTRY.items()}
-REFERENCE_RULES = {key: spec.rule for key, spec in REGISTRY.items()}   # AdamW's groups say "decoupled"
+OPTIMIZERS = {key: REGISTRY[key].refwd_class for key in TORCH_OPTIMIZERS}   # the catalogue's optimizers
+REFERENCE_RULES = {key: REGISTRY[key].rule for key in TORCH_OPTIMIZERS}   # AdamW's groups say "decoupled"
 
 # Hyperparameters where every bug in the catalogue can show: β₁ ≠ β₂, a small β₂, an lr large enough to move
 # the params visibly in a few steps.

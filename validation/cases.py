@@ -10,8 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from .optimizers import OPTIMIZERS as _REGISTRY
+from .optimizers import TORCH_OPTIMIZERS
 
-OPTIMIZERS = tuple(_REGISTRY)
+OPTIMIZERS = TORCH_OPTIMIZERS                 # the optimizers torch ships (the matrix's)
 IMPLS = ("forloop", "foreach", "fused")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 SHORT_DTYPES = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}  # as in case ids

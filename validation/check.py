@@ -16,9 +16,11 @@ import dataclasses
 from . import scenario
 from .cases import CASES, case_id, select
 from .harness import run_case
+from .optimizers import OPTIMIZERS
 from .outcomes import Status
 from .statemap import describe_scaling
-from .targets import FUNCTION, OPTAX, TargetError, function_trajectory, make_target, torch_style_trajectory
+from .targets import (FUNCTION, OPTAX, TargetError, function_trajectory, given_hyperparameters, make_target,
+                      torch_style_trajectory)
 from .targets_optax import optax_trajectory
 
 
@@ -35,7 +37,9 @@ def target_cases(target, *, dtype=None, case=None, quick=False):
     each configuration once, in the dtype ``refwd validate --quick`` gives it. A function target runs float64 and
     float32 only (it gets NumPy arrays).
     """
-    chosen = select(CASES, optimizer=target.reference, device="cpu")
+    scenarios = OPTIMIZERS[target.reference].scenarios or target.reference   # SGDW runs SGD's scenarios
+    chosen = [dataclasses.replace(c, optimizer=target.reference)
+              for c in select(CASES, optimizer=scenarios, device="cpu")]
     quick_dtypes = {c.config: c.dtype for c in chosen if c.quick}
     dtypes = ("float64", "float32") if target.kind in (FUNCTION, OPTAX) else None
     out, seen = [], set()
@@ -68,10 +72,12 @@ def preflight(target, case):
         return
     import torch
     param = torch.zeros(2, requires_grad=True)
+    reference = scenario.refwd_optimizer(case, list(scenario.initial_params(case)))
+    hyperparameters = target.hyperparameters(given_hyperparameters(reference, reference.defaults))
     try:
-        target.implementation([param], **target.hyperparameters(case.kwargs))
+        target.implementation([param], **hyperparameters)
     except Exception as error:
-        raise TargetError(f"target {target.name} cannot be built with {target.hyperparameters(case.kwargs)}: "
+        raise TargetError(f"target {target.name} cannot be built with {hyperparameters}: "
                           f"{type(error).__name__}: {error}") from None
 
 
@@ -89,7 +95,11 @@ def check_case(target, case, *, rules=None, error_scale_rules=None):
     result = run_case(case, trajectory=recorded(), sides=("refwd", "target"), params_only=target.params_only,
                       rules=rules, error_scale_rules=error_scale_rules)
     result.torch_version = None   # the run says nothing about torch's own classes (no known-defect applies)
-    if result.status == Status.FAIL and steps and result.failure.key not in ("param", "grad", "loss", "step"):
+    if result.status == Status.FAIL and result.failure.key == "state":
+        result.note = ("the state keys do not line up: a state mapping matter, not the math; map them with "
+                       "--state REFWD=TARGET_KEY (and --state step= where the target keeps no step count per "
+                       "parameter), or check the params alone with --params-only")
+    elif result.status == Status.FAIL and steps and result.failure.key not in ("param", "grad", "loss", "step"):
         hint = _mapping_hint(case, steps[-1], result.failure)
         if hint:
             result.note = f"{result.failure.parameter} {result.failure.key}: {hint}"

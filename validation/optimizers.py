@@ -15,9 +15,11 @@ from . import tolerance
 class OptimizerSpec:
     key: str                  # the name on the command line and in case ids
     refwd_class: type         # refwd.optim.<class>; its ``rule`` is the reference
-    torch_class: str          # the class name in torch.optim
+    torch_class: str | None   # the class name in torch.optim (None: torch has none; checked as targets only)
     error_scale_rule: object  # the rule in error-scale arithmetic: (param, grad, state, **hyperparameters)
     fused: bool               # torch has a fused implementation
+    scenarios: str = ""       # whose case-matrix scenarios a target of this rule runs (default: its own key)
+    implied: tuple = ()       # the rule's keywords its key implies: not hyperparameters a target is given
 
     @property
     def rule(self):
@@ -31,8 +33,16 @@ OPTIMIZERS = {spec.key: spec for spec in (
     OptimizerSpec("sgd", refwd.optim.SGD, "SGD", tolerance.sgd, fused=True),
     OptimizerSpec("rmsprop", refwd.optim.RMSprop, "RMSprop", tolerance.rmsprop, fused=False),
     OptimizerSpec("adam", refwd.optim.Adam, "Adam", tolerance.adam, fused=True),
-    OptimizerSpec("adamw", refwd.optim.AdamW, "AdamW", tolerance.adamw, fused=True),
+    OptimizerSpec("adamw", refwd.optim.AdamW, "AdamW", tolerance.adamw, fused=True,
+                  implied=("decoupled_weight_decay",)),
+    # refwd's decoupled variants torch does not ship: checked as targets (refwd check) on SGD's and RMSprop's
+    # scenarios, their weight decay decoupled
+    OptimizerSpec("sgdw", refwd.optim.SGDW, None, tolerance.sgdw, fused=False, scenarios="sgd",
+                  implied=("decay_convention", "initial_lr")),
+    OptimizerSpec("rmspropw", refwd.optim.RMSpropW, None, tolerance.rmspropw, fused=False, scenarios="rmsprop",
+                  implied=("decay_convention", "initial_lr")),
 )}
+TORCH_OPTIMIZERS = tuple(key for key, spec in OPTIMIZERS.items() if spec.torch_class)   # the matrix's
 
 
 def spec_for_refwd(optimizer):
@@ -46,9 +56,10 @@ def spec_for_refwd(optimizer):
 
 def spec_for_torch(optimizer, torch):
     """The entry of a torch optimizer instance (a subclass counts as its base)."""
-    spec = _most_derived(optimizer, {spec.torch_optimizer_class(torch): spec for spec in OPTIMIZERS.values()})
+    spec = _most_derived(optimizer, {OPTIMIZERS[key].torch_optimizer_class(torch): OPTIMIZERS[key]
+                                     for key in TORCH_OPTIMIZERS})
     if spec is None:
-        names = ", ".join(f"torch.optim.{spec.torch_class}" for spec in OPTIMIZERS.values())
+        names = ", ".join(f"torch.optim.{OPTIMIZERS[key].torch_class}" for key in TORCH_OPTIMIZERS)
         raise TypeError(f"no refwd equivalent for {type(optimizer).__module__}.{type(optimizer).__name__}; "
                         f"refwd has {names}")
     return spec

@@ -9,9 +9,12 @@ how the target stores the quantity, undone before refwd sees it:
 
 - ``lr_scaled``: the target keeps γ·b (a momentum buffer that holds the lr, as Keras SGD does): b = stored / γ;
 - ``bias_corrected1``: the target keeps m̂ = m / (1 − β₁ᵗ): m = stored · (1 − β₁ᵗ);
-- ``bias_corrected2``: the target keeps v̂ = v / (1 − β₂ᵗ): v = stored · (1 − β₂ᵗ).
+- ``bias_corrected2``: the target keeps v̂ = v / (1 − β₂ᵗ): v = stored · (1 − β₂ᵗ);
+- ``negated``: the target keeps −b (optax's momentum ``trace`` of updates, which are negative steps): b = −stored.
 
-Keys of refwd's the map does not name are looked up under their own name. A transform is one more rounding
+Keys of refwd's the map does not name are looked up under their own name. ``step=`` (an empty path) says the
+target keeps no step count per parameter (optax counts per tree, some libraries per group): refwd's own count of
+the parameter's steps stands in for it, and the step counts are then not compared. A transform is one more rounding
 (computed in float64 and rounded back to the target's dtype): the harness adds the value's magnitude to the error
 scale of a
 transformed key (:attr:`refwd_validation.twin.TorchStep.transformed`).
@@ -20,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TRANSFORMS = ("lr_scaled", "bias_corrected1", "bias_corrected2")
+TRANSFORMS = ("lr_scaled", "bias_corrected1", "bias_corrected2", "negated")
+EXACT_TRANSFORMS = ("negated",)          # no rounding: nothing added to the error scale
 
 
 class StateMapError(ValueError):
@@ -46,6 +50,9 @@ class StateMap:
         entries = []
         for refwd_key, spec in pairs:
             path, _, transform = spec.partition(":")
+            if refwd_key == "step" and not path and not transform:
+                entries.append((refwd_key, Entry(())))           # not kept by the target
+                continue
             if not path or any(not part for part in path.split(".")):
                 raise StateMapError(f"state map {refwd_key}={spec}: the target's key is empty")
             if transform and transform not in TRANSFORMS:
@@ -57,21 +64,25 @@ class StateMap:
     @property
     def transformed(self):
         """The refwd keys converted from another stored form."""
-        return frozenset(key for key, entry in self.entries if entry.transform)
+        return frozenset(key for key, entry in self.entries
+                         if entry.transform and entry.transform not in EXACT_TRANSFORMS)
 
     def entry(self, refwd_key):
         return dict(self.entries).get(refwd_key, Entry((refwd_key,)))
 
-    def to_refwd(self, target_state, refwd_keys, hyperparameters):
+    def to_refwd(self, target_state, refwd_keys, hyperparameters, steps_taken=None):
         """The target's state of one parameter in refwd's keys and form: {refwd key: array or int step}, arrays in
         the target's dtype (a transform is computed in float64 and rounded back to it: one rounding).
 
         ``refwd_keys`` are the keys refwd's rule keeps for these hyperparameters; a key the target lacks is
-        absent from the result (before the parameter's first step, say). Raises :class:`StateMapError` naming the
+        absent from the result (before the parameter's first step, say). ``steps_taken`` is the parameter's
+        number of steps so far, for a target that keeps no count (``step=``). Raises :class:`StateMapError` naming the
         key and what the target has, for a path that leads into something that is not a mapping.
         """
         out = {}
-        step = _lookup(target_state, self.entry("step").path)
+        step_path = self.entry("step").path
+        step = _lookup(target_state, step_path) if step_path else (steps_taken or None) if "step" in refwd_keys \
+            else None
         if step is not None:
             out["step"] = int(np.asarray(step).item())
         for key in refwd_keys:
@@ -116,6 +127,8 @@ def _undo(transform, value, hyperparameters, step):
         return value
     if transform == "lr_scaled":
         return value / hyperparameters["lr"]
+    if transform == "negated":
+        return -value
     if step is None:
         raise StateMapError(f"transform {transform} needs the step count; map 'step' to the target's counter")
     beta1, beta2 = hyperparameters["betas"]

@@ -33,6 +33,10 @@ OPTAX_KNOWN = {
     "adam": dict(hyper={"lr": "learning_rate", "betas": "b1,b2", "eps": "eps"},
                  state=["step=0.count", "exp_avg=0.mu", "exp_avg_sq=0.nu"],
                  lacks=("weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")),
+    "rmsprop": dict(hyper={"lr": "learning_rate", "alpha": "decay", "eps": "eps", "momentum": "momentum",
+                           "centered": "centered"},
+                    state=["step=", "square_avg=0.nu", "grad_avg=0.mu", "momentum_buffer=2.trace:negated"],
+                    lacks=("weight_decay", "maximize")),
     "adamw": dict(hyper={"lr": "learning_rate", "betas": "b1,b2", "eps": "eps", "weight_decay": "weight_decay",
                          "decoupled_weight_decay": ""},                  # optax.adamw's decay is decoupled
                   state=["step=0.count", "exp_avg=0.mu", "exp_avg_sq=0.nu"], lacks=("amsgrad", "maximize")),
@@ -82,16 +86,17 @@ class Target:
         """The torch.optim class this target is (re-exported under another name), or None."""
         torch = twin.import_torch()
         for spec in OPTIMIZERS.values():
-            if self.implementation is spec.torch_optimizer_class(torch):
+            if spec.torch_class and self.implementation is spec.torch_optimizer_class(torch):
                 return f"torch.optim.{spec.torch_class}"
         return None
 
     def hyperparameters(self, refwd_hyperparameters):
         """refwd's hyperparameters under the target's names (``betas`` may split into two), plus ``kwargs``."""
         out = {}
+        implied = OPTIMIZERS[self.reference].implied   # AdamW's decoupled decay, SGDW's decay convention
         for key, value in refwd_hyperparameters.items():
             names = self.hyper.get(key, key)
-            if names == "" or key in self.lacks:   # dropped (a case that needs it is not run: Target.runs)
+            if names == "" or key in self.lacks or key in implied:   # a case that needs a lacked one: not run
                 continue
             if "," in names:
                 out.update(zip(names.split(","), value))
@@ -158,29 +163,41 @@ def refwd_state_keys(case, hyperparameters):
     return set(OPTIMIZERS[case.optimizer].rule(np.ones(2), np.ones(2), {}, **hyperparameters)[1])
 
 
+def given_hyperparameters(reference, group):
+    """A refwd group's hyperparameters (``group`` a param group or the defaults), every one, refwd's defaults
+    included."""
+    return {key: group[key] for key in reference.defaults}
+
+
 def torch_style_trajectory(target, case):
     torch = twin.import_torch()
     reference = scenario.refwd_optimizer(case, list(scenario.initial_params(case)))
 
     def make_optimizer(named):
-        groups = [dict(target.hyperparameters(overrides), params=[named[name] for name in chosen])
-                  for chosen, overrides in scenario.group_names(case, list(named))]
+        # every hyperparameter given explicitly, refwd's defaults included: a target's other default is not
+        # the question, its math is (and a target that ignores a hyperparameter it is given shows)
+        groups = [dict(target.hyperparameters(given_hyperparameters(reference, group)),
+                       params=[named[name] for name in group["params"]]) for group in reference.param_groups]
+        defaults = target.hyperparameters(given_hyperparameters(reference, reference.defaults))
         try:
-            optimizer = target.implementation(groups, **target.hyperparameters(case.kwargs))
+            optimizer = target.implementation(groups, **defaults)
         except Exception as error:
-            raise TargetStepError(f"target {target.name} cannot be built for case {case.id} with "
-                                  f"{target.hyperparameters(case.kwargs)}: {type(error).__name__}: {error}") from None
+            raise TargetStepError(f"target {target.name} cannot be built for case {case.id} with {defaults}: "
+                                  f"{type(error).__name__}: {error}") from None
         if not isinstance(optimizer, torch.optim.Optimizer) and not hasattr(optimizer, "step"):
             raise TargetStepError(f"target {target.name} built a {type(optimizer).__name__}, not an optimizer")
         return optimizer
 
-    def read_state(optimizer, name, tensor, lrs):
+    steps_taken = dict.fromkeys(scenario.initial_params(case), 0)
+
+    def read_state(optimizer, name, tensor, lrs, stepped):
+        steps_taken[name] += stepped
         hyperparameters = scenario.group_hyperparameters(reference, lrs)[name]
         native = optimizer.state.get(tensor, {})
         if target.params_only:
             return {}
         return target.state_map.to_refwd(numpy_state(native, case.dtype), refwd_state_keys(case, hyperparameters),
-                                         hyperparameters)
+                                         hyperparameters, steps_taken[name])
 
     lr_key = target.hyper.get("lr", "lr") or "lr"
     return twin.torch_trajectory(case, make_optimizer=make_optimizer, read_state=read_state, lr_key=lr_key,
@@ -213,6 +230,7 @@ def function_trajectory(target, case):
     base_lrs = [group["lr"] for group in reference.param_groups]
     native = {name: {} for name in params}
     state = {name: {} for name in params}   # in refwd's keys, mapped with the hyperparameters of the step that wrote it
+    steps_taken = dict.fromkeys(params, 0)
     for step in range(1, case.steps + 1):
         lrs = [lr * case.lr_factor(step) for lr in base_lrs]
         hyperparameters = scenario.group_hyperparameters(reference, lrs)
@@ -227,8 +245,10 @@ def function_trajectory(target, case):
                 continue
             new_params[name], new_native[name] = _call(target, case, step, name, param, grads[name], native[name],
                                                        hyperparameters[name], dtype)
+            steps_taken[name] += 1
             new_state[name] = {} if target.params_only else target.state_map.to_refwd(
-                new_native[name], refwd_state_keys(case, hyperparameters[name]), hyperparameters[name])
+                new_native[name], refwd_state_keys(case, hyperparameters[name]), hyperparameters[name],
+                steps_taken[name])
         yield twin.TorchStep(step=step, lrs=lrs, loss_scale=scale, x=x, y=y, params=params, all_grads=all_grads,
                              grads=grads, loss=float(loss), state=state, new_params=new_params, new_state=new_state,
                              gradients_checked=False, transformed=target.state_map.transformed)

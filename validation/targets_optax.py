@@ -83,7 +83,7 @@ def optax_trajectory(target, case):
                 new_params[name] = np.array(stepped[name])
                 new_state[name] = {} if target.params_only else target.state_map.to_refwd(
                     state_view(states[index], name), refwd_state_keys(case, hyperparameters[name]),
-                    hyperparameters[name])
+                    hyperparameters[name], step)   # every param of a tree steps at every step
         yield TorchStep(step=step, lrs=lrs, loss_scale=scale, x=x, y=y, params=params, all_grads=grads, grads=grads,
                         loss=float(loss), state=state, new_params=new_params, new_state=new_state,
                         gradients_checked=False, transformed=target.state_map.transformed)

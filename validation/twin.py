@@ -151,8 +151,8 @@ def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, 
     """Run the torch twin for ``steps`` (default: the case's) and yield a :class:`TorchStep` per step.
 
     ``make_optimizer(named)`` builds another torch-style optimizer than the case's (a target), and
-    ``read_state(optimizer, name, tensor, lrs)`` reads its state in refwd's keys; ``lr_key`` is its groups' name
-    for the lr.
+    ``read_state(optimizer, name, tensor, lrs, stepped)`` reads its state in refwd's keys after a step (``stepped``:
+    the parameter had a gradient); ``lr_key`` is its groups' name for the lr.
     """
     torch = import_torch()
     model, named = torch_model(case, scenario.initial_params(case))
@@ -184,7 +184,8 @@ def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, 
             new_state = {name: state_numpy(optimizer.state[tensor], dtype) if tensor in optimizer.state else {}
                          for name, tensor in named.items()}
         else:
-            new_state = {name: read_state(optimizer, name, tensor, lrs) for name, tensor in named.items()}
+            new_state = {name: read_state(optimizer, name, tensor, lrs, grads[name] is not None)
+                         for name, tensor in named.items()}
         yield TorchStep(step=step, lrs=lrs, loss_scale=scale, x=to_numpy(x, dtype), y=to_numpy(y, dtype),
                         params=params, all_grads=all_grads, grads=grads, loss=float(step_loss.item()),
                         state=state, new_params=new_params, new_state=new_state, transformed=transformed)

@@ -90,6 +90,7 @@ class Watcher:
         self.worst = {}
         self.agreement = {}   # the last step checked: {parameter name: {key: worst ULPs}} (0.0: bit-identical)
         self._handles = []
+        self._steps_taken = {}    # a target's parameters' step counts, for a target that keeps none (``step=``)
         self._outer_frame = None  # torch's step wrapper of the step being checked; None between steps
         self._before = None
 
@@ -159,6 +160,9 @@ class Watcher:
             if before["grad_scale"] is not None:
                 before["grads"] = _unscaled(before["grads"], before["grad_scale"])
             expected_params = reference.step(before["params"], before["grads"])
+        if not before["found_inf"]:
+            for name, grad in before["grads"].items():
+                self._steps_taken[name] = self._steps_taken.get(name, 0) + (grad is not None)
         torch_state = interop.numpy_state_dict(optimizer.state_dict())["state"] if self.target is None else {
             index: self._target_state(optimizer, tensor, reference, name)
             for index, (name, tensor) in enumerate(before["tensors"].items())}
@@ -211,7 +215,7 @@ class Watcher:
         hyperparameters = {key: group[key] for key in reference.defaults}
         native = numpy_state(optimizer.state.get(tensor, {}), str(tensor.dtype).rsplit(".", 1)[-1])
         keys = set(OPTIMIZERS[self.target.reference].rule(np.ones(2), np.ones(2), {}, **hyperparameters)[1])
-        return self.target.state_map.to_refwd(native, keys, hyperparameters)
+        return self.target.state_map.to_refwd(native, keys, hyperparameters, self._steps_taken.get(name, 0))
 
     def _skipped_step(self, reference, before):
         """What a step that GradScaler's ``found_inf`` skips must leave: the params and state as they were.
