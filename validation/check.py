@@ -15,6 +15,7 @@ import dataclasses
 
 from . import scenario
 from .cases import CASES, case_id, select
+from .diagnose import profile_rules
 from .harness import run_case
 from .optimizers import OPTIMIZERS
 from .outcomes import Status
@@ -92,6 +93,9 @@ def check_case(target, case, *, rules=None, error_scale_rules=None):
             steps[:] = [torch_step]
             yield torch_step
 
+    if rules is None and target.profile != "torch":   # the conventions asked for: --as rmsprop:optax
+        rule, error_scale_rule = profile_rules(target.reference, target.profile)
+        rules, error_scale_rules = {target.reference: rule}, {target.reference: error_scale_rule}
     result = run_case(case, trajectory=recorded(), sides=("refwd", "target"), params_only=target.params_only,
                       rules=rules, error_scale_rules=error_scale_rules)
     result.torch_version = None   # the run says nothing about torch's own classes (no known-defect applies)

@@ -132,7 +132,8 @@ def _add_check_parser(commands):
                "that cannot be imported or built.")
     check.add_argument("target", metavar="TARGET", help="module:attribute")
     check.add_argument("--as", dest="reference", required=True, metavar="NAME",
-                       help="the rule to check against: sgd, rmsprop, adam, adamw")
+                       help="the rule to check against: sgd, rmsprop, adam, adamw, sgdw, rmspropw; NAME:PROFILE with "
+                            "a library's conventions (torch, optax, keras, tf1-rmsprop, paper), e.g. rmsprop:optax")
     check.add_argument("--kwargs", metavar="JSON", help="extra keyword arguments for every construction or call")
     check.add_argument("--hyper", action="append", metavar="REFWD=TARGET",
                        help="a renamed hyperparameter (lr=learning_rate; betas=beta1,beta2 splits a pair; "
@@ -140,6 +141,8 @@ def _add_check_parser(commands):
     check.add_argument("--state", action="append", metavar="REFWD=PATH[:TRANSFORM]",
                        help="where the target keeps a state tensor (exp_avg=m, exp_avg=moments.first, "
                             "momentum_buffer=buf:lr_scaled; transforms lr_scaled, bias_corrected1, bias_corrected2)")
+    check.add_argument("--no-diagnosis", action="store_true",
+                       help="when the target differs, do not try the named convention profiles (faster)")
     check.add_argument("--params-only", action="store_true",
                        help="compare the params alone (refwd keeps its own state) when the state cannot be mapped")
     check.add_argument("--dtype", action="append", metavar="DTYPE", help="float64, float32, float16, bfloat16")
@@ -343,8 +346,15 @@ def _check(args, stdout, stderr):
     if interrupted:
         print(f"refwd check: interrupted after {len(results)} of {len(cases)} cases", file=stdout)
         return EXIT_INTERRUPTED
+    from .diagnose import diagnose
+    with one_thread():
+        diagnosis = None if args.no_diagnosis else diagnose(target, results, check_case)
+    if diagnosis is not None:
+        print(f"diagnosis: {diagnosis.describe()}", file=stdout)
+    extra = {"target": target.name, "reference": target.reference, "kind": target.kind,
+             "diagnosis": diagnosis.to_dict() if diagnosis else None}
     verdict = EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
-    for path, write in ((args.json, lambda path: report.write_json(path, results, seconds, env, tool)),
+    for path, write in ((args.json, lambda path: report.write_json(path, results, seconds, env, tool, extra)),
                         (args.junit, lambda path: report.write_junit(path, results, seconds, tool))):
         verdict = _write_report(path, write, verdict, stderr)
     return verdict

@@ -20,6 +20,7 @@ from .outcomes import Status
 @dataclass
 class Diagnosis:
     reference: str
+    profile: str
     failing: list                                   # the failing CaseResults against the requested rule
     explained_by: list = field(default_factory=list)  # [(profile, worst ULPs)], best first
     needs: dict = field(default_factory=dict)       # {case id: [hyperparameters that must be non-default]}
@@ -30,7 +31,7 @@ class Diagnosis:
 
     def describe(self):
         first = self.failing[0].failure
-        head = (f"differs from refwd's {self.reference} (torch's conventions) in {len(self.failing)} case(s), "
+        head = (f"differs from refwd's {self.reference} ({self.profile}'s conventions) in {len(self.failing)} case(s), "
                 f"first at {first.describe()}")
         if self.explained_by:
             agreements = "; ".join(f"{profile} ({_conventions(profile, self.reference)}) to {ulps:.2g} ULPs of the "
@@ -81,8 +82,10 @@ def diagnose(target, results, check_case):
     failing = [result for result in results if result.status == Status.FAIL and result.failure.key != "state"]
     if not failing:   # nothing failed, or only the state mapping (check_case's note says how to map it)
         return None
-    diagnosis = Diagnosis(target.reference, failing)
+    diagnosis = Diagnosis(target.reference, target.profile, failing)
     for profile in PROFILES:
+        if profile == target.profile:
+            continue
         rules = profile_rules(target.reference, profile)
         if rules is None or (not PROFILES[profile][target.reference] and not FLOAT32_HYPERPARAMETERS.get(profile)):
             continue   # no such optimizer in that library, or exactly torch's conventions (already failed)

@@ -138,9 +138,9 @@ def summary_text(results, seconds, env=None, tool="refwd validate"):
     return "\n".join(lines)
 
 
-def json_report(results, seconds, env=None, tool="refwd validate"):
+def json_report(results, seconds, env=None, tool="refwd validate", extra=None):
     c = counts(results)
-    return {
+    return {**(extra or {}),
         "tool": tool,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "environment": env or environment(),
@@ -158,9 +158,9 @@ def _parent_made(path):
     return path
 
 
-def write_json(path, results, seconds, env=None, tool="refwd validate"):
+def write_json(path, results, seconds, env=None, tool="refwd validate", extra=None):
     with open(_parent_made(path), "w", encoding="utf-8") as handle:
-        json.dump(json_report(results, seconds, env, tool), handle, indent=1, sort_keys=False)
+        json.dump(json_report(results, seconds, env, tool, extra), handle, indent=1, sort_keys=False)
         handle.write("\n")
 
 

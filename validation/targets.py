@@ -23,6 +23,8 @@ import refwd
 from . import scenario, twin
 from .dtypes import round_to
 from .optimizers import OPTIMIZERS
+from refwd.optim.profiles import PROFILES
+
 from .statemap import StateMap
 
 # optax's optimizers that have a refwd rule: refwd's hyperparameter names in optax's, where optax keeps each state
@@ -67,6 +69,7 @@ class Target:
     state_map: StateMap = field(default_factory=StateMap)
     params_only: bool = False                       # the target's state is not compared (nor given to refwd)
     lacks: tuple = ()                               # refwd hyperparameters the target does not have
+    profile: str = "torch"                          # the conventions of refwd's rule (refwd.optim.profiles)
 
     @property
     def kind(self):
@@ -130,8 +133,13 @@ def make_target(implementation, reference, *, name=None, kwargs=None, hyper=None
     optax's own optimizers (``optax:adamw``) come with their hyperparameter names, state map and the
     hyperparameters they lack (:data:`refwd_validation.targets_optax.KNOWN`), unless given here.
     """
+    reference, _, profile = reference.partition(":")
     if reference not in OPTIMIZERS:
         raise TargetError(f"--as {reference!r}: refwd's rules are {', '.join(OPTIMIZERS)}")
+    profile = profile or "torch"
+    if profile not in PROFILES or reference not in PROFILES[profile]:
+        known = [name for name, rules in PROFILES.items() if reference in rules]
+        raise TargetError(f"--as {reference}:{profile}: the profiles that have {reference} are {', '.join(known)}")
     if isinstance(implementation, str):
         name = name or implementation
         implementation = load(implementation)
@@ -143,7 +151,7 @@ def make_target(implementation, reference, *, name=None, kwargs=None, hyper=None
         lacks = tuple(lacks) + known["lacks"]
     return Target(name=name, implementation=implementation, reference=reference, kwargs=dict(kwargs or {}),
                   hyper=dict(hyper or {}), state_map=state_map if isinstance(state_map, StateMap)
-                  else StateMap.parse(state_map), params_only=params_only, lacks=tuple(lacks))
+                  else StateMap.parse(state_map), params_only=params_only, lacks=tuple(lacks), profile=profile)
 
 
 def _is_function(implementation):
