@@ -300,3 +300,39 @@ def test_refwd_check_list_and_filters():
     code, out, _ = run_cli("torch.optim:SGD", "--as", "sgd", "--list", "--dtype", "float32")
     ids = [line.split()[0] for line in out.splitlines()]
     assert code == 0 and ids and all(i.endswith("-f32-target-cpu") for i in ids)
+
+
+# --- diagnosis: a convention named, or a finding narrowed ------------------------------------------------------------
+
+def rmsprop_eps_inside_the_root(param, grad, state, **hyperparameters):
+    """RMSprop as TensorFlow and optax write it: √(v + ε), else torch's."""
+    return refwd.optim.rmsprop_step(param, grad, state, eps_placement="inside_root", **hyperparameters)
+
+
+def test_a_convention_is_named_by_the_diagnosis():
+    from refwd_validation.check import check_case
+    from refwd_validation.diagnose import diagnose
+    target = make_target(rmsprop_eps_inside_the_root, "rmsprop")
+    # without momentum, ε inside the root is all there is to optax's (and Keras's) RMSprop
+    results = [r for r in check(target, "rmsprop", quick=True) if not r.case.kwargs.get("momentum")]
+    assert results and all(str(result.status) == "fail" for result in results)
+    diagnosis = diagnose(target, results, check_case)
+    assert diagnosis.explained and "eps_placement=inside_root" in diagnosis.describe()
+    assert "optax" in [profile for profile, _ in diagnosis.explained_by]
+    assert failing(check(target, "rmsprop:optax", case=[r.case.id for r in results])) == []
+
+
+def adam_with_a_bug_under_amsgrad(param, grad, state, *, amsgrad=False, **hyperparameters):
+    new_param, new_state = refwd.optim.adam_step(param, grad, state, amsgrad=amsgrad, **hyperparameters)
+    return (new_param * (1 + 1e-6) if amsgrad else new_param), new_state
+
+
+def test_a_finding_is_narrowed_to_the_hyperparameters_it_needs():
+    from refwd_validation.check import check_case
+    from refwd_validation.diagnose import diagnose
+    target = make_target(adam_with_a_bug_under_amsgrad, "adam")
+    results = check(target, "adam", quick=True)
+    diagnosis = diagnose(target, results, check_case)
+    assert diagnosis is not None and not diagnosis.explained
+    assert "a finding" in diagnosis.describe() and "it shows only with amsgrad set" in diagnosis.describe()
+    assert all(flags == ["amsgrad"] for flags in diagnosis.needs.values())

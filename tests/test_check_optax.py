@@ -46,3 +46,15 @@ def test_state_view_gives_each_parameter_its_part():
     state = transform.init(params)
     view = state_view(state, "b")
     assert view["0"]["count"] == 0 and view["0"]["mu"].shape == (3,) and view["1"] == {}
+
+
+def test_optax_rmsprop_is_explained_by_its_profile():
+    from refwd_validation.check import check_case
+    from refwd_validation.diagnose import diagnose
+    target = make_target("optax:rmsprop", "rmsprop")
+    results = check(target, "rmsprop")
+    assert any(str(r.status) == "fail" for r in results)          # torch's ε and lr placement: it differs
+    diagnosis = diagnose(target, results, check_case)
+    assert [profile for profile, _ in diagnosis.explained_by][:1] in (["optax"], ["paper"])
+    assert "optax" in [profile for profile, _ in diagnosis.explained_by]
+    assert all(r.ok for r in check("optax:rmsprop", "rmsprop:optax"))

@@ -20,8 +20,8 @@ from .harness import run_case
 from .optimizers import OPTIMIZERS
 from .outcomes import Status
 from .statemap import describe_scaling
-from .targets import (FUNCTION, OPTAX, TargetError, function_trajectory, given_hyperparameters, make_target,
-                      torch_style_trajectory)
+from .targets import (FUNCTION, OPTAX, Target, TargetError, function_trajectory, given_hyperparameters, make_target,
+                      parse_reference, torch_style_trajectory)
 from .targets_optax import optax_trajectory
 
 
@@ -126,8 +126,12 @@ def check(implementation, reference, *, kwargs=None, hyper=None, state_map=None,
           case=None, quick=False):
     """Check ``implementation`` (an object or ``module:attribute``) against refwd's rule ``reference``; return
     the :class:`refwd_validation.harness.CaseResult` of every case, in order."""
-    target = implementation if hasattr(implementation, "reference") else make_target(
-        implementation, reference, kwargs=kwargs, hyper=hyper, state_map=state_map, params_only=params_only)
+    if isinstance(implementation, Target):
+        key, profile = parse_reference(reference)
+        target = dataclasses.replace(implementation, reference=key, profile=profile)
+    else:
+        target = make_target(implementation, reference, kwargs=kwargs, hyper=hyper, state_map=state_map,
+                             params_only=params_only)
     from .twin import one_thread
     with one_thread():
         return [check_case(target, c) for c in target_cases(target, dtype=dtype, case=case, quick=quick)]

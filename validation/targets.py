@@ -133,13 +133,7 @@ def make_target(implementation, reference, *, name=None, kwargs=None, hyper=None
     optax's own optimizers (``optax:adamw``) come with their hyperparameter names, state map and the
     hyperparameters they lack (:data:`refwd_validation.targets_optax.KNOWN`), unless given here.
     """
-    reference, _, profile = reference.partition(":")
-    if reference not in OPTIMIZERS:
-        raise TargetError(f"--as {reference!r}: refwd's rules are {', '.join(OPTIMIZERS)}")
-    profile = profile or "torch"
-    if profile not in PROFILES or reference not in PROFILES[profile]:
-        known = [name for name, rules in PROFILES.items() if reference in rules]
-        raise TargetError(f"--as {reference}:{profile}: the profiles that have {reference} are {', '.join(known)}")
+    reference, profile = parse_reference(reference)
     if isinstance(implementation, str):
         name = name or implementation
         implementation = load(implementation)
@@ -152,6 +146,18 @@ def make_target(implementation, reference, *, name=None, kwargs=None, hyper=None
     return Target(name=name, implementation=implementation, reference=reference, kwargs=dict(kwargs or {}),
                   hyper=dict(hyper or {}), state_map=state_map if isinstance(state_map, StateMap)
                   else StateMap.parse(state_map), params_only=params_only, lacks=tuple(lacks), profile=profile)
+
+
+def parse_reference(reference):
+    """``"rmsprop"`` or ``"rmsprop:optax"`` as (rule key, profile), both checked."""
+    key, _, profile = reference.partition(":")
+    if key not in OPTIMIZERS:
+        raise TargetError(f"--as {key!r}: refwd's rules are {', '.join(OPTIMIZERS)}")
+    profile = profile or "torch"
+    if profile not in PROFILES or key not in PROFILES[profile]:
+        known = [name for name, rules in PROFILES.items() if key in rules]
+        raise TargetError(f"--as {key}:{profile}: the profiles that have {key} are {', '.join(known)}")
+    return key, profile
 
 
 def _is_function(implementation):
