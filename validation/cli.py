@@ -151,6 +151,7 @@ def _add_check_parser(commands):
     check.add_argument("--list", action="store_true", help="list the selected case ids and exit")
     check.add_argument("--json", metavar="PATH", help="write a JSON report")
     check.add_argument("--junit", metavar="PATH", help="write JUnit XML")
+    check.add_argument("--markdown", metavar="PATH", help="write the summary as Markdown (a pull-request comment)")
     check.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     check.add_argument("-v", "--verbose", action="store_true", help="one line per case on stderr")
 
@@ -322,7 +323,7 @@ def _check(args, stdout, stderr):
                              quick=args.quick)
         if not cases:
             raise UsageError("no case matches these filters; 'refwd check TARGET --as NAME --list' shows them")
-        for path in (args.json, args.junit):
+        for path in (args.json, args.junit, args.markdown):
             if path and not args.list:
                 _check_writable(path)
         if not args.list:
@@ -354,8 +355,10 @@ def _check(args, stdout, stderr):
     extra = {"target": target.name, "reference": target.reference, "kind": target.kind,
              "diagnosis": diagnosis.to_dict() if diagnosis else None}
     verdict = EXIT_OK if all(result.ok for result in results) else EXIT_FAILED
+    text = report.markdown(results, seconds, env, tool, diagnosis.describe() if diagnosis else None)
     for path, write in ((args.json, lambda path: report.write_json(path, results, seconds, env, tool, extra)),
-                        (args.junit, lambda path: report.write_junit(path, results, seconds, tool))):
+                        (args.junit, lambda path: report.write_junit(path, results, seconds, tool)),
+                        (args.markdown, lambda path: report.write_text(path, text))):
         verdict = _write_report(path, write, verdict, stderr)
     return verdict
 

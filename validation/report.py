@@ -152,14 +152,31 @@ def json_report(results, seconds, env=None, tool="refwd validate", extra=None):
     }
 
 
-def _parent_made(path):
+def markdown(results, seconds, env, tool, diagnosis=None):
+    """The run as Markdown, for a pull-request comment: the summary, the diagnosis, and a row per case."""
+    bad = [r for r in results if not r.ok]
+    lines = [f"## {tool}", "", f"**{'OK' if not bad else 'FAILED'}**: " + summary_text(results, seconds, env, tool)
+             .splitlines()[1].strip(), ""]
+    if diagnosis is not None:
+        lines += [f"Diagnosis: {diagnosis}", ""]
+    lines += ["| case | status | detail |", "|---|---|---|"]
+    lines += [f"| {r.case.id} | {r.status} | {r.detail.replace('|', chr(92) + '|')} |" for r in results]
+    return "\n".join(lines) + "\n"
+
+
+def parent_made(path):
     """``path``, its directory created if missing (as the --against reports' writer does)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     return path
 
 
+def write_text(path, text):
+    with open(parent_made(path), "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def write_json(path, results, seconds, env=None, tool="refwd validate", extra=None):
-    with open(_parent_made(path), "w", encoding="utf-8") as handle:
+    with open(parent_made(path), "w", encoding="utf-8") as handle:
         json.dump(json_report(results, seconds, env, tool, extra), handle, indent=1, sort_keys=False)
         handle.write("\n")
 
@@ -200,4 +217,4 @@ def _failure_text(r):
 def write_junit(path, results, seconds, tool="refwd validate"):
     tree = junit_tree(results, seconds, tool)
     ET.indent(tree)
-    tree.write(_parent_made(path), encoding="utf-8", xml_declaration=True)
+    tree.write(parent_made(path), encoding="utf-8", xml_declaration=True)
