@@ -99,7 +99,11 @@ def check_case(target, case, *, rules=None, error_scale_rules=None):
     result = run_case(case, trajectory=recorded(), sides=("refwd", "target"), params_only=target.params_only,
                       rules=rules, error_scale_rules=error_scale_rules)
     result.torch_version = None   # the run says nothing about torch's own classes (no known-defect applies)
-    if result.status == Status.FAIL and result.failure.key == "state":
+    if result.status == Status.FAIL and result.failure.key not in ("param", "grad", "loss") and \
+            "has shape" in result.failure.message:
+        result.note = (f"{result.failure.parameter} {result.failure.key}: the mapped state tensor has another "
+                       "shape than refwd's: a state mapping matter (which key, which nesting?), not the math")
+    elif result.status == Status.FAIL and result.failure.key == "state":
         result.note = ("the state keys do not line up: a state mapping matter, not the math; map them with "
                        "--state REFWD=TARGET_KEY (and --state step= where the target keeps no step count per "
                        "parameter), or check the params alone with --params-only")

@@ -344,6 +344,9 @@ def _check(args, stdout, stderr):
     print(report.summary_text(results, seconds, env, tool=tool), file=stdout)
     if target.torch_builtin:
         print(f"note: {target.name} is {target.torch_builtin} itself (re-exported)", file=stdout)
+    if target.params_only:
+        print("note: params only: the target's state was neither given to refwd nor compared; a state that "
+              "differs shows in the params a step later", file=stdout)
     if interrupted:
         print(f"refwd check: interrupted after {len(results)} of {len(cases)} cases", file=stdout)
         return EXIT_INTERRUPTED
