@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from .watch import watch
+from refwd_validation.watch import watch
 
 MODELS = {"small (4-32-1, 193 params)": (4, 32, 1), "medium (64-256-256-10, 85 k params)": (64, 256, 256, 10)}
 OPTIMIZERS = {"SGD momentum": (torch.optim.SGD, dict(lr=0.01, momentum=0.9)),

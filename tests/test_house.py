@@ -127,3 +127,15 @@ def test_setup_installs_the_harness_under_refwd_validation():
     setup = (ROOT / "setup.py").read_text()
     assert 'package_dir={"refwd_validation": "validation"}' in setup
     assert '"validation.' not in setup and "'validation'" not in setup and "package_data" not in setup
+
+
+@pytest.mark.parametrize("script", ["benchmarks/bench_watch.py", "docs/make_audit.py", "docs/make_figures.py"])
+def test_the_scripts_outside_the_packages_start(script):
+    """Scripts moved out of the package import what they need by its installed name (``--help`` or a dry import)."""
+    pytest.importorskip("torch")
+    if script.endswith("make_figures.py"):
+        pytest.importorskip("matplotlib")
+    code = (f"import runpy, sys; sys.argv = [{script!r}, '--help']\n"
+            f"try:\n    runpy.run_path({script!r}, run_name='not_main')\nexcept SystemExit:\n    pass\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
