@@ -114,6 +114,10 @@ def build_parser():
                                "changed within or beyond tolerance, and the verdict against refwd (Markdown on "
                                "stdout, --json for JSON); the filters select among the recorded cases")
     upgrades.add_argument("--markdown", metavar="PATH", help="with --against: also write the Markdown to PATH")
+    fuzzing = validate.add_argument_group("fuzzing (docs/oracle.md)")
+    fuzzing.add_argument("--fuzz", type=int, metavar="N", help="run N random configurations drawn by hypothesis "
+                         "(--optimizer, --impl and --dtype narrow the draws); failures are shrunk to a Case(...)")
+    fuzzing.add_argument("--seed", type=int, metavar="S", help="with --fuzz: the seed (default: random, printed)")
     _add_check_parser(commands)
     return parser
 
@@ -201,6 +205,8 @@ def _validate(args, stdout, stderr):
     except UsageError as error:
         print(f"refwd validate: {error}", file=stderr)
         return EXIT_USAGE
+    if args.fuzz is not None or args.seed is not None:
+        return _fuzz(args, filters, stderr, stdout)
     if args.against:
         return _against(args, filters, torch, stdout, stderr)
     from .cases import UnknownFilterError
@@ -240,6 +246,26 @@ def _validate(args, stdout, stderr):
                         (args.junit, lambda path: report.write_junit(path, results, seconds))):
         verdict = _write_report(path, write, verdict, stderr)
     return verdict
+
+
+def _fuzz(args, filters, stderr, stdout):
+    """``refwd validate --fuzz N [--seed S]``: see :func:`refwd_validation.fuzz.fuzz`."""
+    others = [flag for flag, given in (("--record", args.record), ("--against", args.against), ("--json", args.json),
+              ("--junit", args.junit), ("--list", args.list), ("--quick", args.quick), ("--case", filters["case"]),
+              ("--device", filters["device"])) if given]
+    if args.fuzz is None or args.fuzz < 1 or others:
+        print("refwd validate: --fuzz N (N >= 1) goes with --seed, --optimizer, --impl, --dtype, -q and -v only"
+              + (f", not {others[0]}" if others else ""), file=stderr)
+        return EXIT_USAGE
+    from .cases import UnknownFilterError, select
+    try:   # the filters' values checked as the matrix's are
+        select(optimizer=filters["optimizer"], impl=filters["impl"], dtype=filters["dtype"])
+    except UnknownFilterError as error:
+        print(f"refwd validate: {error}", file=stderr)
+        return EXIT_USAGE
+    from .fuzz import fuzz
+    return fuzz(args.fuzz, args.seed, optimizers=filters["optimizer"], dtypes=filters["dtype"], impls=filters["impl"],
+                stdout=stdout, stderr=stderr, quiet=args.quiet, verbose=args.verbose)
 
 
 def _write_report(path, write, verdict, stderr):
