@@ -21,8 +21,9 @@ from autograd.extend import defvjp, primitive
 
 
 def relu(z):
-    """max(z, 0), with derivative 0 at z = 0 as in torch (``anp.maximum`` would split it, ½ each side)."""
-    return anp.where(z > 0, z, 0.0)
+    """max(z, 0), as torch's ``threshold``: 0 where z ≤ 0, else z, so a NaN passes through (forward and backward),
+    and the derivative is 0 at z = 0 (``anp.maximum`` would split it, ½ each side)."""
+    return anp.where(z <= 0, 0.0, z)
 
 
 @primitive

@@ -3,11 +3,14 @@ autograd gradients checked against central finite differences (float64) and agai
 import math
 import warnings
 
+import autograd
+import autograd.numpy as anp
 import numpy as np
 import pytest
 import scipy.stats
 
 import refwd
+from refwd.models import relu
 
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "identity"]
 TORCH_ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "identity": "Identity"}
@@ -364,3 +367,17 @@ def test_saturated_sigmoid_has_a_zero_gradient_and_no_warning(dtype, z):
     for name, grad in grads.items():
         assert np.all(np.isfinite(grad)), name
     assert grads["0.weight"][0, 0] == 0.0
+
+
+@pytest.mark.torch
+def test_relu_propagates_nan_forward_and_backward_as_torch():
+    """torch's relu is a threshold (0 where z ≤ 0, else z): relu(NaN) is NaN and its gradient passes. A relu
+    written as where(z > 0, z, 0) turns NaN into 0 and hides a diverged float16 run (found by refwd validate
+    --fuzz: Adam in float16 with ε = 1e-8 and a dead unit gives NaN params in torch)."""
+    torch = pytest.importorskip("torch")
+    z = np.array([np.nan, -1.0, 0.0, 2.0])
+    t = torch.tensor(z, requires_grad=True)
+    torch.relu(t).mul(torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)).sum().backward()
+    grad = autograd.grad(lambda v: anp.sum(relu(v) * np.array([1.0, 2.0, 3.0, 4.0])))(z)
+    np.testing.assert_array_equal(relu(z), torch.relu(torch.tensor(z)).numpy())       # NaN where torch's is NaN
+    np.testing.assert_array_equal(grad, t.grad.numpy())                                # NaN passes, 0 at z ≤ 0

@@ -74,6 +74,7 @@ _FINFO = {"float64": np.finfo(np.float64), "float32": np.finfo(np.float32), "flo
           "bfloat16": ml_dtypes.finfo(ml_dtypes.bfloat16)}
 EPS = {dtype: float(info.eps) for dtype, info in _FINFO.items()}
 TINY = {dtype: float(info.smallest_subnormal) for dtype, info in _FINFO.items()}
+_LARGEST = {dtype: float(info.max) for dtype, info in _FINFO.items()}
 DTYPES = tuple(EPS)
 QUANTITIES = ("param", "state", "grad", "loss")
 
@@ -142,8 +143,11 @@ class Scaled:
         return cls(value, np.zeros_like(value), dtype)
 
     def _rounded(self, value, scale):
-        """The result of one rounding to the dtype: add |r| and the underflow term η/u."""
-        return Scaled(value, scale + np.abs(value) + _underflow(self.dtype), self.dtype)
+        """The result of one rounding to the dtype: add |r| and the underflow term η/u. A result beyond the dtype's
+        largest finite value overflows where torch stores it (a float16 g² or activation, say), while the
+        reference, computing in float64, does not: its error is unbounded, the element indeterminate."""
+        scale = scale + np.abs(value) + _underflow(self.dtype)
+        return Scaled(value, np.where(np.abs(value) > _LARGEST[self.dtype], np.inf, scale), self.dtype)
 
     def __neg__(self):
         return Scaled(-self.value, self.scale, self.dtype)
