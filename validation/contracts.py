@@ -56,8 +56,9 @@ def violations(given, new_params, new_state):
     stepped = sorted({name for name, _, _ in given.arrays})
     for name in stepped:
         param = given.arrays[name, "param", "param"]
-        outputs = {"param": new_params[name]}
-        outputs.update((key, value) for key, value in new_state.get(name, {}).items() if key != "step")
+        # the state first: a state tensor of the wrong dtype (an init) is the cause of a param of the wrong one
+        outputs = {key: value for key, value in new_state.get(name, {}).items() if key != "step"}
+        outputs["param"] = new_params[name]
         for key, value in outputs.items():
             if not isinstance(value, np.ndarray):
                 found.append((name, key, f"contract: {key} comes back as {type(value).__name__}, not an array"))
