@@ -6,6 +6,8 @@ Two layers:
 - with torch: each mutant, injected into the validation harness, makes a case of the matrix fail in the
   lock-step check, and in the free-running check on its own where a free-running case has the flags it needs;
   the unmutated rules pass those same cases (no false alarms).
+A contract mutant (right values, broken contract: dtype, inputs changed, aliasing) is checked without torch
+through refwd_validation.contracts on a float32 probe, and with torch must fail the lock-step on that contract.
 
 Run time: 20-35 s wall on 2 cores with torch (6 s of it torch's first-call warm-up), 1.5 s without.
 """
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 import refwd
+from refwd_validation import contracts
 from refwd_validation.cases import CASES
 from refwd_validation.mutants import FREE_RUNNING, LOCKSTEP, MUTANTS, Mutant, cheapest_case
 from refwd_validation.optimizers import OPTIMIZERS as REGISTRY
@@ -66,6 +69,26 @@ def probe_run(optimizer, hyperparameters, rule):
     return params, opt.state
 
 
+CONTRACT_WORDS = {"dtype": "comes back", "inputs": "in place", "aliasing": "shares memory"}
+
+
+def contract_broken(optimizer, hyperparameters, rule):
+    """Which contract (a key of CONTRACT_WORDS) the first broken one is on a float32 probe run, or None."""
+    rng = np.random.default_rng(1)
+    params = {"0.weight": rng.normal(size=(3, 4)).astype(np.float32), "0.bias": rng.normal(size=3).astype(np.float32)}
+    opt = OPTIMIZERS[optimizer](params, **hyperparameters)
+    opt.rule = rule
+    for _ in range(3):
+        grads = {name: rng.normal(size=param.shape).astype(np.float32) for name, param in params.items()}
+        given = contracts.inputs(params, grads, opt.state)
+        params = opt.step(params, grads)
+        found = contracts.violations(given, params, opt.state)
+        if found:
+            message = found[0][2]
+            return next(name for name, words in CONTRACT_WORDS.items() if words in message)
+    return None
+
+
 def differs(a, b):
     """True when two (params, state) results are not equal to 1e-9 relative (NaN differs from everything)."""
     params_a, state_a = a
@@ -96,6 +119,10 @@ def test_catalogue_is_large_and_ids_are_unique():
 @pytest.mark.parametrize("mutant, optimizer", MUTANT_RULES)
 def test_mutant_changes_the_rule(mutant, optimizer):
     hyperparameters = probe_hyperparameters(mutant, optimizer)
+    if mutant.contract:  # right values, broken contract: the contract check sees it on the shell alone
+        assert contract_broken(optimizer, hyperparameters, mutant.rule(optimizer)) == mutant.contract, mutant.id
+        assert contract_broken(optimizer, hyperparameters, REFERENCE_RULES[optimizer]) is None
+        return
     reference = probe_run(optimizer, hyperparameters, REFERENCE_RULES[optimizer])
     with np.errstate(all="ignore"):
         mutated = probe_run(optimizer, hyperparameters, mutant.rule(optimizer))
@@ -153,10 +180,20 @@ def test_fresh_counters_are_not_shared_between_builds():
 # step 3; the full 100 steps are the matrix's business).
 POOL = [case for case in CASES
         if case.device == "cpu" and case.dtype == "float64" and case.impl == "forloop" and not case.expect_error]
+# A dtype bug shows only in float32: its mutants run on the float32 twins of the pool's cases.
+POOL_F32 = [case for case in CASES
+            if case.device == "cpu" and case.dtype == "float32" and case.impl == "forloop" and not case.expect_error]
 FREE_STEPS = 10
-LOCKSTEP_CASES = {mutant.id: cheapest_case(mutant, [case for case in POOL if not case.free_steps])
+
+
+def pool(mutant):
+    return POOL_F32 if mutant.needs.get("float32") else POOL
+
+
+LOCKSTEP_CASES = {mutant.id: cheapest_case(mutant, [case for case in pool(mutant) if not case.free_steps])
                   for mutant in MUTANTS}
-FREE_CASES = {mutant.id: cheapest_case(mutant, [case for case in POOL if case.free_steps]) for mutant in MUTANTS}
+FREE_CASES = {mutant.id: cheapest_case(mutant, [case for case in pool(mutant) if case.free_steps])
+              for mutant in MUTANTS}
 
 
 def shortened(case):
@@ -204,6 +241,9 @@ def test_lockstep_catches_the_mutant(run_case, mutant):
     result = run_case(case, rules=mutant.rules())
     assert result.status == "fail", f"{mutant.id} on {case.id}: {result.status}: {result.detail}"
     assert result.failure.check == LOCKSTEP, result.detail
+    if mutant.contract:  # the contract is what fails first, not a value
+        assert result.failure.message.startswith("contract:"), result.detail
+        assert CONTRACT_WORDS[mutant.contract] in result.failure.message, result.detail
 
 
 FREE_CAUGHT = [mutant for mutant in MUTANTS if FREE_RUNNING in mutant.caught_by]
@@ -223,7 +263,8 @@ def test_free_running_catches_the_mutant_on_its_own(run_case, reference_in_locks
 def test_catalogue_names_every_check_that_has_a_case_for_the_bug():
     for mutant in MUTANTS:
         assert LOCKSTEP in mutant.caught_by, mutant.id
-        has_free_case = FREE_CASES[mutant.id] is not None
+        # the free-running check compares values only: a contract bug (right values) is the lock-step's
+        has_free_case = FREE_CASES[mutant.id] is not None and not mutant.contract
         assert (FREE_RUNNING in mutant.caught_by) == has_free_case, (
             f"{mutant.id}: a free-running case {'shows' if has_free_case else 'no longer shows'} it; "
             "update its caught_by")

@@ -7,7 +7,8 @@ Checks, at every step t (1-based) of the torch trajectory:
 2. **lockstep** (teacher-forced): refwd's rule, given torch's state S_t, params θ_t and grads g_t, must give
    torch's θ_{t+1} and every state tensor of S_{t+1}. This isolates the update rule and pins the first
    divergent step, parameter and state key. float16/bfloat16: refwd runs in float64 on the (exactly upcast)
-   low-precision inputs and its result is rounded to the dtype.
+   low-precision inputs and its result is rounded to the dtype. The rule's contracts are checked here too
+   (:mod:`refwd_validation.contracts`: dtype and shape kept, inputs untouched, no aliasing).
 3. **free-running** (cases with ``free_steps``, float64): refwd's own trajectory, with its own gradients,
    against torch's, params, state and loss.
 
@@ -26,7 +27,7 @@ import numpy as np
 
 import refwd
 
-from . import scenario, tolerance
+from . import contracts, scenario, tolerance
 from .cases import Case
 from .compare import Comparer, Mismatch, format_ulps, jsonable
 from .dtypes import round_to
@@ -193,7 +194,9 @@ def check_lockstep(case, optimizer, comparer, torch_step, error_scale_rule=None)
         group["lr"] = lr
     optimizer.state = {name: dict(state) for name, state in torch_step.state.items()}  # refwd never mutates it
     given = {name: grad for name, grad in torch_step.grads.items() if grad is not None}
+    before = contracts.inputs(torch_step.params, given, optimizer.state)
     new_params = optimizer.step(torch_step.params, given)
+    contracts.check(comparer, torch_step.step, before, new_params, optimizer.state)  # dtype, inputs, aliasing
     hyperparameters = scenario.group_hyperparameters(optimizer, torch_step.lrs)
     error_scale_rule = error_scale_rule or OPTIMIZERS[case.optimizer].error_scale_rule
     for name, param in torch_step.params.items():

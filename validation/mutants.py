@@ -49,6 +49,9 @@ class Mutant:
       in the lock-step check). A check left out is one whose cases lack the flags the bug needs.
     - ``fresh``: names bound to new objects in the mutated rule's globals each time the rule is built
       (the bugs that keep a counter outside the per-tensor state).
+    - ``contract``: for a bug whose values are right but that breaks a contract of the pure rule
+      (:mod:`refwd_validation.contracts`): "dtype", "inputs" or "aliasing". Only the lock-step check
+      checks contracts, so such a mutant is caught by it alone.
     """
 
     id: str
@@ -58,6 +61,7 @@ class Mutant:
     needs: dict = field(default_factory=dict, hash=False)
     caught_by: tuple = BOTH
     fresh: tuple = ()
+    contract: str = ""
 
     def rule(self, optimizer):
         """The mutated per-tensor rule for one optimizer key, built afresh (fresh counters included)."""
@@ -86,6 +90,7 @@ class Mutant:
 CASE_FEATURES = {
     "late_grad": lambda case: bool(case.grad_none),   # a parameter whose grad is None for some steps
     "beta1_nonzero": lambda case: dict(case.hyperparameters).get("betas", (0.9, 0.999))[0] != 0,
+    "float32": lambda case: case.dtype == "float32",  # a dtype bug is invisible in float64
 }
 
 
@@ -399,6 +404,35 @@ MUTANTS = (
         ((_ADAM_SECOND_MOMENT, "second_moment = exp_avg_sq"),),
         needs={"amsgrad": True}),
 )
+
+# ---------------------------------------------------------------- contracts (right values, broken rule)
+CONTRACT_MUTANTS = (
+    Mutant(
+        "adam-state-init-float64", ("adam", "adamw"),
+        "The first moment initialised with np.zeros(param.shape), not np.zeros_like(param): float64 for a "
+        "float32 param, and with it the new param, a few float32 ulps from torch's value and float64 from "
+        "the second step on.",
+        (('state.get("exp_avg", np.zeros_like(param))', 'state.get("exp_avg", np.zeros(param.shape))'),),
+        needs={"float32": True},
+        caught_by=(LOCKSTEP,), contract="dtype"),
+    Mutant(
+        "sgd-momentum-in-place", ("sgd",),
+        "torch's in-place buf.mul_(momentum).add_(grad, alpha=1 - dampening) transcribed to NumPy as "
+        "`previous *= momentum; previous += ...`: the caller's state changes under its feet.",
+        (("momentum_buffer = momentum * previous + (1 - dampening) * grad",
+          "previous *= momentum\n            previous += (1 - dampening) * grad\n"
+          "            momentum_buffer = previous"),),
+        needs={"momentum": True},
+        caught_by=(LOCKSTEP,), contract="inputs"),
+    Mutant(
+        "sgd-momentum-buffer-is-grad", ("sgd",),
+        "The first momentum buffer stored as the gradient itself, `momentum_buffer = grad`, not a copy: the "
+        "state aliases the caller's gradient, which a training loop overwrites or zeroes in place.",
+        (("momentum_buffer = grad.copy()", "momentum_buffer = grad"),),
+        needs={"momentum": True, "maximize": False, "weight_decay": False},
+        caught_by=(LOCKSTEP,), contract="aliasing"),
+)
+MUTANTS = MUTANTS + CONTRACT_MUTANTS
 
 MUTANT_IDS = tuple(entry.id for entry in MUTANTS)
 assert len(set(MUTANT_IDS)) == len(MUTANT_IDS), "mutant ids must be unique"
