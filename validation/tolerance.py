@@ -455,13 +455,22 @@ def _activation(z, activation):
         return Scaled(value, (1 - value * value) * z.scale + 2 * np.abs(value) + _underflow(z.dtype), z.dtype)
     if activation == "relu":
         positive = z.value > 0
-        return Scaled(np.where(positive, z.value, 0.0), np.where(positive, z.scale, 0.0), z.dtype)
+        return Scaled(np.where(positive, z.value, 0.0), np.where(positive, z.scale, 0.0)
+                      + _undecided_kink(z, z), z.dtype)
     if activation == "identity":
         return z
     if activation == "sigmoid":
         value = 1 / (1 + np.exp(-z.value))
         return Scaled(value, value * (1 - value) * z.scale + 4 * np.abs(value) + _underflow(z.dtype), z.dtype)
     raise ValueError(f"no error model for activation {activation!r}")
+
+
+def _undecided_kink(z, out):
+    """Where |z| is within its own rounding error of relu's kink (u·S_z ≥ |z|), the computed z may lie on either
+    side of 0 in torch's dtype: the output may be ``out`` or 0, so its error scale gains |out|/u + S_out there
+    (found by refwd validate --fuzz: a bfloat16 pre-activation of −1e-4 computed as +1e-4 by torch)."""
+    undecided = np.abs(z.value) <= unit_roundoff(z.dtype) * z.scale
+    return np.where(undecided, np.abs(out.value) / unit_roundoff(z.dtype) + out.scale, 0.0)
 
 
 def _activation_backward(grad_h, z, h, activation):
@@ -471,7 +480,8 @@ def _activation_backward(grad_h, z, h, activation):
         return grad_h * derivative
     if activation == "relu":
         positive = z.value > 0
-        return Scaled(np.where(positive, grad_h.value, 0.0), np.where(positive, grad_h.scale, 0.0), z.dtype)
+        return Scaled(np.where(positive, grad_h.value, 0.0), np.where(positive, grad_h.scale, 0.0)
+                      + _undecided_kink(z, grad_h), z.dtype)
     if activation == "identity":
         return grad_h
     if activation == "sigmoid":

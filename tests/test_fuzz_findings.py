@@ -1,0 +1,45 @@
+"""What ``refwd validate --fuzz`` found, kept as cases: each failed before its fix and passes through the harness
+against torch now (the Case literals are the fuzzer's shrunk reproducers).
+
+- an RMSprop float16 run whose v = g² exceeds float16's range in torch (stored ∞) while the float64 reference
+  stays finite: an overflowed intermediate is indeterminate in the error model (refwd_validation.tolerance);
+- float16 Adam with ε = 1e-8 (0 in float16) and a dead ReLU unit: torch's params become NaN (0/0), and refwd's
+  relu, written as where(z > 0, z, 0), turned the NaN into 0; refwd's relu is torch's threshold now;
+- a bfloat16 ReLU pre-activation within its rounding error of 0, on the other side of the kink in torch: the
+  error model of relu and its derivative covers both sides there.
+"""
+import pytest
+
+from refwd_validation.cases import Case
+
+torch = pytest.importorskip("torch")
+
+from refwd_validation.harness import run_case  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+FOUND = [
+    Case(id="fuzz-1-rmsprop-f16-forloop-cpu", config="fuzz", optimizer="rmsprop",
+         hyperparameters=(("lr", 0.01), ("maximize", True)), model=(1, 1),
+         groups=(("weights", (("weight_decay", 0.0), ("lr", 0.5))), ("biases", (("weight_decay", 0.0), ("lr", 0.5)))),
+         dtype="float16", steps=4, loss_scale=64.0, description="float16 v overflows in torch"),
+    Case(id="fuzz-2-adam-f16-forloop-cpu", config="fuzz", optimizer="adam", hyperparameters=(("lr", 0.01),),
+         model=(3, 1, 2), activation="relu", dtype="float16", steps=2, loss_scale=64.0, seed=312,
+         description="torch's NaN params through a relu"),
+    Case(id="fuzz-1-adam-bf16-forloop-cpu", config="fuzz", optimizer="adam", hyperparameters=(("lr", 0.01),),
+         model=(5, 17, 33, 1), activation="relu", dtype="bfloat16", steps=1, loss_scale=64.0,
+         description="a pre-activation at relu's kink"),
+]
+
+
+@pytest.mark.parametrize("case", FOUND, ids=[case.description for case in FOUND])
+def test_a_fuzz_finding_passes_now(case):
+    result = run_case(case)
+    assert str(result.status) == "pass", result.detail
+
+
+def test_torch_really_gives_nan_params_there():
+    """The second finding is torch's arithmetic, not the harness's: after step 1 its params are NaN."""
+    from refwd_validation.twin import torch_trajectory
+    first = next(torch_trajectory(FOUND[1]))
+    assert any(value != value for value in first.new_params["0.weight"].ravel())
