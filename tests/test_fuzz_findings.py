@@ -6,7 +6,9 @@ against torch now (the Case literals are the fuzzer's shrunk reproducers).
 - float16 Adam with ε = 1e-8 (0 in float16) and a dead ReLU unit: torch's params become NaN (0/0), and refwd's
   relu, written as where(z > 0, z, 0), turned the NaN into 0; refwd's relu is torch's threshold now;
 - a bfloat16 ReLU pre-activation within its rounding error of 0, on the other side of the kink in torch: the
-  error model of relu and its derivative covers both sides there.
+  error model of relu and its derivative covers both sides there;
+- a float16 weight gradient whose partial sums overflow in torch (∞ − ∞ = NaN) while their float64 total is
+  finite: a sum whose absolute terms exceed the dtype's range is indeterminate.
 """
 import pytest
 
@@ -29,6 +31,10 @@ FOUND = [
     Case(id="fuzz-1-adam-bf16-forloop-cpu", config="fuzz", optimizer="adam", hyperparameters=(("lr", 0.01),),
          model=(5, 17, 33, 1), activation="relu", dtype="bfloat16", steps=1, loss_scale=64.0,
          description="a pre-activation at relu's kink"),
+    Case(id="fuzz-1-sgd-f16-forloop-cpu", config="fuzz", optimizer="sgd", hyperparameters=(("lr", 0.01),),
+         model=(3, 1, 2), activation="relu",
+         groups=(("weights", (("weight_decay", 0.0), ("lr", 0.1))), ("biases", (("weight_decay", 0.0), ("lr", 0.01)))),
+         dtype="float16", steps=3, loss_scale=64.0, description="a float16 partial sum overflows in torch"),
 ]
 
 

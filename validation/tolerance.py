@@ -385,18 +385,22 @@ def step_scales(rule, param, grad, state, hyperparameters, dtype, *, scales=None
 # Gradients and loss: the MLP's forward and backward pass in error-scale arithmetic.
 
 def _matmul(a, b, length):
-    """a @ b with a length-``length`` sum per entry: γ_n ≈ n·u times |a|·|b|, plus the inputs' scales."""
+    """a @ b with a length-``length`` sum per entry: γ_n ≈ n·u times |a|·|b|, plus the inputs' scales. Where
+    |a|·|b| exceeds the dtype's range, a partial sum may overflow in torch's dtype (∞ − ∞ = NaN in a float16
+    weight gradient, found by refwd validate --fuzz) while the float64 reference does not: indeterminate."""
     value = a.value @ b.value
+    absolute = np.abs(a.value) @ np.abs(b.value)
     with np.errstate(invalid="ignore"):  # an indeterminate (infinite) input scale makes inf·0 = NaN: still unbounded
-        scale = a.scale @ np.abs(b.value) + np.abs(a.value) @ b.scale + length * (np.abs(a.value) @ np.abs(b.value))
-    scale = np.where(np.isnan(scale), np.inf, scale)
+        scale = a.scale @ np.abs(b.value) + np.abs(a.value) @ b.scale + length * absolute
+    scale = np.where(np.isnan(scale) | (absolute > _LARGEST[a.dtype]), np.inf, scale)
     return Scaled(value, scale + _underflow(a.dtype), a.dtype)
 
 
 def _sum_rows(a):
     n = a.value.shape[0]
-    return Scaled(a.value.sum(axis=0), a.scale.sum(axis=0) + n * np.abs(a.value).sum(axis=0) + _underflow(a.dtype),
-                  a.dtype)
+    absolute = np.abs(a.value).sum(axis=0)
+    scale = a.scale.sum(axis=0) + n * absolute + _underflow(a.dtype)
+    return Scaled(a.value.sum(axis=0), np.where(absolute > _LARGEST[a.dtype], np.inf, scale), a.dtype)
 
 
 def loss_and_grad_scales(layers, activation, x, y, dtype, *, loss_scale=1.0, param_scales=None):
@@ -430,7 +434,9 @@ def loss_and_grad_scales(layers, activation, x, y, dtype, *, loss_scale=1.0, par
     residual = h - scaled(y)
     count = residual.value.size
     squares = residual * residual
-    total = Scaled(squares.value.sum(), squares.scale.sum() + count * np.abs(squares.value).sum(), dtype)
+    absolute = np.abs(squares.value).sum()
+    total = Scaled(squares.value.sum(), np.inf if absolute > _LARGEST[dtype] else
+                   squares.scale.sum() + count * absolute, dtype)
     loss = (total / float(count)) * loss_scale if loss_scale != 1.0 else total / float(count)
     # backward: dℓ/dpred = 2·scale·r / count, formed in two or three roundings
     grad_out = residual * (2.0 * loss_scale / count)
