@@ -8,7 +8,9 @@ against torch now (the Case literals are the fuzzer's shrunk reproducers).
 - a bfloat16 ReLU pre-activation within its rounding error of 0, on the other side of the kink in torch: the
   error model of relu and its derivative covers both sides there;
 - a float16 weight gradient whose partial sums overflow in torch (∞ − ∞ = NaN) while their float64 total is
-  finite: a sum whose absolute terms exceed the dtype's range is indeterminate.
+  finite: a sum whose absolute terms exceed the dtype's range is indeterminate;
+- float16 SGD with lr = 1e-6: torch holds the lr in float16, where it is subnormal (1.0133e-6, 27 u away): a
+  coefficient's error model is its actual rounding error, not u.
 """
 import pytest
 
@@ -35,6 +37,10 @@ FOUND = [
          model=(3, 1, 2), activation="relu",
          groups=(("weights", (("weight_decay", 0.0), ("lr", 0.1))), ("biases", (("weight_decay", 0.0), ("lr", 0.01)))),
          dtype="float16", steps=3, loss_scale=64.0, description="a float16 partial sum overflows in torch"),
+    Case(id="fuzz-1-sgd-f16-forloop-cpu", config="fuzz", optimizer="sgd",
+         hyperparameters=(("lr", 0.01), ("maximize", True)), model=(3, 2),
+         groups=(("weights", (("weight_decay", 0.0), ("lr", 0.1))), ("biases", (("weight_decay", 0.0), ("lr", 1e-06)))),
+         dtype="float16", steps=3, loss_scale=64.0, batch=1, seed=171, description="a subnormal float16 lr"),
 ]
 
 
