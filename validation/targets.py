@@ -246,11 +246,7 @@ def function_trajectory(target, case):
     state = {name: {} for name in params}   # in refwd's keys, mapped with the hyperparameters of the step that wrote it
     steps_taken = dict.fromkeys(params, 0)
     for step in range(1, case.steps + 1):
-        lrs = [lr * case.lr_factor(step) for lr in base_lrs]
-        hyperparameters = scenario.group_hyperparameters(reference, lrs)
-        x, y = (round_to(value, case.dtype) for value in scenario.batch(case, step))
-        scale = scenario.loss_scale(case, step)
-        loss, all_grads = refwd.value_and_grad(lambda p: refwd.mse(model(p, x), y) * scale)(params)
+        lrs, hyperparameters, x, y, scale, loss, all_grads = step_inputs(case, model, reference, base_lrs, params, step)
         grads = {name: None if case.grad_is_none(name, step) else grad for name, grad in all_grads.items()}
         new_params, new_native, new_state = {}, {}, {}
         for name, param in params.items():
@@ -268,6 +264,16 @@ def function_trajectory(target, case):
                              gradients_checked=False, transformed=target.state_map.transformed)
         state = new_state
         params, native = new_params, new_native
+
+
+def step_inputs(case, model, reference, base_lrs, params, step):
+    """What a target that is not torch is given at ``step``: the groups' lrs and hyperparameters, the batch in the
+    case's dtype, the loss scale, and refwd's loss and gradients (autograd) at the target's own ``params``."""
+    lrs = [lr * case.lr_factor(step) for lr in base_lrs]
+    x, y = (round_to(value, case.dtype) for value in scenario.batch(case, step))
+    scale = scenario.loss_scale(case, step)
+    loss, grads = refwd.value_and_grad(lambda p: refwd.mse(model(p, x), y) * scale)(params)
+    return lrs, scenario.group_hyperparameters(reference, lrs), x, y, scale, loss, grads
 
 
 def _call(target, case, step, name, param, grad, state, hyperparameters, dtype):

@@ -11,12 +11,10 @@ state map to read. optax's own optimizers come with their names and state maps
 """
 import numpy as np
 
-import refwd
-
 from . import scenario
-from .dtypes import round_to
-from .targets import TargetStepError, refwd_state_keys
+from .targets import TargetStepError, refwd_state_keys, step_inputs
 from .twin import TorchStep
+
 
 def import_jax():
     import jax
@@ -64,11 +62,7 @@ def optax_trajectory(target, case):
         transforms.append(transform)
     state = {name: {} for name in params}
     for step in range(1, case.steps + 1):
-        lrs = [lr * case.lr_factor(step) for lr in base_lrs]
-        hyperparameters = scenario.group_hyperparameters(reference, lrs)
-        x, y = (round_to(value, case.dtype) for value in scenario.batch(case, step))
-        scale = scenario.loss_scale(case, step)
-        loss, grads = refwd.value_and_grad(lambda p: refwd.mse(model(p, x), y) * scale)(params)
+        lrs, hyperparameters, x, y, scale, loss, grads = step_inputs(case, model, reference, base_lrs, params, step)
         new_params, new_state = {}, {}
         for index, (transform, names) in enumerate(zip(transforms, groups)):
             group_params = {name: jax.numpy.asarray(params[name]) for name in names}
