@@ -336,3 +336,20 @@ def test_a_finding_is_narrowed_to_the_hyperparameters_it_needs():
     assert diagnosis is not None and not diagnosis.explained
     assert "a finding" in diagnosis.describe() and "it shows only with amsgrad set" in diagnosis.describe()
     assert all(flags == ["amsgrad"] for flags in diagnosis.needs.values())
+
+
+def adam_with_float32_hyperparameters(param, grad, state, *, lr, betas, **hyperparameters):
+    """A kernel that stores lr and β in float32 even for float64 weights."""
+    as32 = lambda value: float(np.float32(value))  # noqa: E731
+    return refwd.optim.adam_step(param, grad, state, lr=as32(lr), betas=(as32(betas[0]), as32(betas[1])),
+                                 **hyperparameters)
+
+
+def test_float32_hyperparameters_are_named_by_the_diagnosis():
+    from refwd_validation.check import check_case
+    from refwd_validation.diagnose import diagnose
+    target = make_target(adam_with_float32_hyperparameters, "adam")
+    results = [r for r in check(target, "adam", dtype="float64") if str(r.status) == "fail"]
+    assert results                                   # float64 weights: ↓₃₂β shows
+    diagnosis = diagnose(target, results, check_case)
+    assert diagnosis.explained and "lr, betas held in float32" in diagnosis.describe()

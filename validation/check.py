@@ -103,6 +103,9 @@ def check_case(target, case, *, rules=None, error_scale_rules=None):
             "has shape" in result.failure.message:
         result.note = (f"{result.failure.parameter} {result.failure.key}: the mapped state tensor has another "
                        "shape than refwd's: a state mapping matter (which key, which nesting?), not the math")
+    elif result.status == Status.ERROR and "dtype" in (result.error or "") and "state[" in (result.error or ""):
+        result.note = ("the target keeps a state tensor in another dtype than its param: a storage matter (mixed "
+                       "precision?), not the math; refwd's rules keep the param's dtype")
     elif result.status == Status.FAIL and result.failure.key == "state":
         result.note = ("the state keys do not line up: a state mapping matter, not the math; map them with "
                        "--state REFWD=TARGET_KEY (and --state step= where the target keeps no step count per "

@@ -50,6 +50,8 @@ class Diagnosis:
 
 
 def _conventions(profile, reference):
+    if profile in FLOAT32_KERNELS:
+        return f"{', '.join(FLOAT32_KERNELS[profile])} held in float32"
     conventions = PROFILES[profile].get(reference, {})
     words = [f"{key}={value}" for key, value in conventions.items()]
     if FLOAT32_HYPERPARAMETERS.get(profile):
@@ -57,12 +59,22 @@ def _conventions(profile, reference):
     return ", ".join(words) or "torch's"
 
 
-def profile_rules(reference, profile):
-    """(rule, error-scale rule) of ``reference`` under ``profile``, or None if that library has no such rule."""
-    conventions = PROFILES[profile].get(reference)
-    if conventions is None:
-        return None
-    in_float32 = FLOAT32_HYPERPARAMETERS.get(profile, ())
+# Besides the libraries' profiles: the target's own profile with hyperparameters held in float32 (kernels that
+# store lr and β, or every hyperparameter, in float32 even for float64 weights), under these names.
+FLOAT32_KERNELS = {"float32-lr-betas": ("lr", "betas"),
+                   "float32-hyperparameters": ("lr", "betas", "eps", "weight_decay", "momentum", "dampening", "alpha")}
+
+
+def profile_rules(reference, profile, base=None):
+    """(rule, error-scale rule) of ``reference`` under ``profile``, or None if that library has no such rule.
+    A :data:`FLOAT32_KERNELS` name is profile ``base``'s conventions with those hyperparameters in float32."""
+    if profile in FLOAT32_KERNELS:
+        conventions, in_float32 = PROFILES[base or "torch"].get(reference, {}), FLOAT32_KERNELS[profile]
+    else:
+        conventions = PROFILES[profile].get(reference)
+        if conventions is None:
+            return None
+        in_float32 = FLOAT32_HYPERPARAMETERS.get(profile, ())
     spec = OPTIMIZERS[reference]
 
     def variant(rule):
@@ -83,11 +95,12 @@ def diagnose(target, results, check_case):
     if not failing:   # nothing failed, or only the state mapping (check_case's note says how to map it)
         return None
     diagnosis = Diagnosis(target.reference, target.profile, failing)
-    for profile in PROFILES:
+    for profile in (*PROFILES, *FLOAT32_KERNELS):
         if profile == target.profile:
             continue
-        rules = profile_rules(target.reference, profile)
-        if rules is None or (not PROFILES[profile][target.reference] and not FLOAT32_HYPERPARAMETERS.get(profile)):
+        rules = profile_rules(target.reference, profile, base=target.profile)
+        if rules is None or (profile in PROFILES and not PROFILES[profile][target.reference]
+                             and not FLOAT32_HYPERPARAMETERS.get(profile)):
             continue   # no such optimizer in that library, or exactly torch's conventions (already failed)
         again = [check_case(target, result.case, rules={target.reference: rules[0]},
                             error_scale_rules={target.reference: rules[1]}) for result in failing]
