@@ -1,6 +1,7 @@
 """The documentation points at things that exist: code references, figures, repository files; and the site builds.
 
-- Every code span in docs/ that is a dotted path under ``refwd``, ``refwd_validation`` or ``experiments`` (`` `refwd.optim.adam.adam_step` ``)
+- Every code span in docs/ that is a dotted path under ``refwd``, ``refwd_validation`` or ``experiments``
+  (`` `refwd.optim.adam.adam_step` ``)
   names an attribute that exists: the longest importable module prefix is imported and the rest looked up with
   ``getattr``. A ``refwd_validation`` module that needs torch is skipped where torch is absent.
 - Every image a page shows exists, is a PNG under 150 KB, and every PNG in docs/figures/ is both shown somewhere

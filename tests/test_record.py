@@ -1,4 +1,4 @@
-"""refwd_validation.recording: recording torch's trajectories, replaying them under another torch, and bad recordings."""
+"""refwd_validation.recording: recording torch's trajectories, replaying them under another torch, bad recordings."""
 import dataclasses
 import hashlib
 import io

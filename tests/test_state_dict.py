@@ -177,8 +177,8 @@ def test_load_torch_state_dict_then_steps_match_torch(config, dtype):
                 assert new_params[name].dtype == params[name].dtype
                 comparer.compare(Check.LOCKSTEP, step, name, "param", new_params[name],
                                  tensors[name].detach().numpy(), scales["param"])
-                comparer.compare_keys(Check.LOCKSTEP, step, name, ref.state[name],
-                                      {key: value.item() if key == "step" else value for key, value in torch_state.items()})
+                torch_keys = {key: value.item() if key == "step" else value for key, value in torch_state.items()}
+                comparer.compare_keys(Check.LOCKSTEP, step, name, ref.state[name], torch_keys)
                 for key in set(torch_state) - {"step"}:
                     comparer.compare(Check.LOCKSTEP, step, name, key, ref.state[name][key], torch_state[key].numpy(),
                                      scales[key])

@@ -20,8 +20,8 @@ from .harness import run_case
 from .optimizers import OPTIMIZERS
 from .outcomes import Status
 from .statemap import describe_scaling
-from .targets import (FUNCTION, OPTAX, Target, TargetError, function_trajectory, given_hyperparameters, make_target,
-                      parse_reference, torch_style_trajectory)
+from .targets import (FUNCTION, OPTAX, TORCH_STYLE, Target, TargetError, function_trajectory, given_hyperparameters,
+                      make_target, parse_reference, torch_style_trajectory)
 from .targets_optax import optax_trajectory
 
 
@@ -46,9 +46,8 @@ def target_cases(target, *, dtype=None, case=None, quick=False):
     out, seen = [], set()
     for base in chosen:
         key = (base.config, base.dtype)
-        if key in seen or (dtypes and base.dtype not in dtypes) or (quick and quick_dtypes.get(base.config) != base.dtype):
-            continue
-        if not target.runs(base):
+        not_quick = quick and quick_dtypes.get(base.config) != base.dtype
+        if key in seen or (dtypes and base.dtype not in dtypes) or not_quick or not target.runs(base):
             continue
         seen.add(key)
         out.append(dataclasses.replace(base, id=case_id(base.config, base.dtype, "target", "cpu"), impl="target",
@@ -69,7 +68,7 @@ def target_cases(target, *, dtype=None, case=None, quick=False):
 def preflight(target, case):
     """Build a torch-style target once (on one parameter, with the first case's hyperparameters): a target that
     cannot be built at all is a usage error (exit 2), not a failure of every case."""
-    if target.kind != "torch-style optimizer":
+    if target.kind != TORCH_STYLE:
         return
     import torch
     param = torch.zeros(2, requires_grad=True)

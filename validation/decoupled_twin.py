@@ -1,6 +1,6 @@
 """SGDW and RMSpropW built from torch's own primitives, the torch twin of refwd's decoupled rules (torch ships
-neither): a decoupled shrink of the weights, θ ← (1 − ρ)θ, then torch's SGD or RMSprop step without weight decay,
-as in Loshchilov & Hutter's Algorithm 1. ρ is γλ with the group's scheduled lr γ (``decay_convention="torch"``) or
+neither): a decoupled shrink of the weights, θ ← (1 − ρ)θ, then torch's SGD or RMSprop step without weight decay, as
+in Loshchilov & Hutter's Algorithm 1. ρ is γλ with the group's scheduled lr γ (``decay_convention="torch"``) or
 (γ/γ₀)λ with its initial lr γ₀ (``"paper"``). ``refwd check`` runs them against refwd's ``sgdw`` and ``rmspropw``
 rules (tests/test_decoupled_twin.py); a parameter without a gradient is not shrunk, as torch's AdamW does.
 """

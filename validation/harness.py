@@ -95,9 +95,10 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
     optimizer in the lock-step and the free-running check. Never raises for a failure inside the case: a torch
     crash (or any exception) becomes status "error" with the exception text.
 
-    ``error_scale_rules`` replaces the error-scale rule of an optimizer key alike (a convention profile's rule
-    comes with its own error model). ``sides`` names the two sides in the pinpoints (a target's name for torch's). ``params_only`` checks the
-    params alone, refwd keeping its own state, for a trajectory whose state cannot be mapped to refwd's.
+    ``error_scale_rules`` replaces the error-scale rule of an optimizer key alike (a convention profile's rule comes
+    with its own error model). ``sides`` names the two sides in the pinpoints (a target's name for torch's).
+    ``params_only`` checks the params alone, refwd keeping its own state, for a trajectory whose state cannot be
+    mapped to refwd's.
     """
     result = CaseResult(case=case)
     comparer = Comparer(case.dtype, sides=sides)
@@ -200,7 +201,8 @@ def check_lockstep(case, optimizer, comparer, torch_step, error_scale_rule=None)
     hyperparameters = scenario.group_hyperparameters(optimizer, torch_step.lrs)
     error_scale_rule = error_scale_rule or OPTIMIZERS[case.optimizer].error_scale_rule
     for name, param in torch_step.params.items():
-        grad, refwd_state, torch_state = torch_step.grads[name], optimizer.state.get(name, {}), torch_step.new_state[name]
+        grad, torch_state = torch_step.grads[name], torch_step.new_state[name]
+        refwd_state = optimizer.state.get(name, {})
         comparer.compare_keys(Check.LOCKSTEP, torch_step.step, name, refwd_state, torch_state)
         if grad is None:   # skipped: param and state must be exactly unchanged
             scales = {}

@@ -19,7 +19,7 @@ class Status(str, Enum):
     PASS = "pass"
     FAIL = "fail"                   # a check found a difference beyond the budget
     ERROR = "error"                 # torch (or the case) raised
-    KNOWN_DEFECT = "known-defect"   # fails exactly as a listed, upstream-confirmed torch defect (refwd_validation.defects)
+    KNOWN_DEFECT = "known-defect"   # fails exactly as a listed, upstream-confirmed torch defect (defects.py)
 
     def __str__(self):
         return self.value

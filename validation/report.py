@@ -124,7 +124,8 @@ def summary_text(results, seconds, env=None, tool="refwd validate"):
             lines.append(f"      {r.detail}")
     expected = [r for r in results if r.status == Status.PASS and r.note]
     if expected:
-        lines.append("notes:" if tool != "refwd validate" else "documented torch errors (see docs/oracle.md, findings):")
+        lines.append("documented torch errors (see docs/oracle.md, findings):" if tool == "refwd validate"
+                     else "notes:")
         for r in expected:
             lines.append(f"  {r.case.id}: {r.note}")
     bad = [r for r in results if r.status in (Status.FAIL, Status.ERROR)]
@@ -147,7 +148,8 @@ def json_report(results, seconds, env=None, tool="refwd validate", extra=None):
         "budget_ulps": tolerance.BUDGET,
         "seconds": round(seconds, 3),
         "summary": dict(c, worst_ulps_by_optimizer={
-            opt: {str(check): jsonable(v) for check, v in row.items()} for opt, row in worst_by_optimizer(results).items()}),
+            opt: {str(check): jsonable(v) for check, v in row.items()}
+            for opt, row in worst_by_optimizer(results).items()}),
         "cases": [result_to_dict(r) for r in results],
     }
 
@@ -211,7 +213,8 @@ def junit_tree(results, seconds, tool="refwd validate"):
 def _failure_text(r):
     f = r.failure
     return (f"{r.case.description}\n{f.describe()}\ncheck={f.check} step={f.step} parameter={f.parameter} "
-            f"key={f.key} index={f.index} {f.sides[0]}={f.first!r} {f.sides[1]}={f.second!r} ulps={f.ulps} budget={f.budget}")
+            f"key={f.key} index={f.index} {f.sides[0]}={f.first!r} {f.sides[1]}={f.second!r} ulps={f.ulps} "
+            f"budget={f.budget}")
 
 
 def write_junit(path, results, seconds, tool="refwd validate"):

@@ -1,13 +1,13 @@
 """optax targets: a ``GradientTransformation`` factory (``optax:adamw``) run through the harness's scenarios.
 
 The factory is called with Python floats, as users call it, and a case's lr schedule becomes optax's own kind of
-schedule (a function of the step count); a case's param groups become one transformation each (optax has no
-groups). jax runs on the CPU with float64 enabled. (``optax.inject_hyperparams`` is not used: it holds every
-hyperparameter in a float32 array, so 1 − β₂ is formed in float32, which is another computation; measured with
-optax 0.2.8, 27 ULPs of the error scale on Adam's float32 ``exp_avg_sq`` at the first step.) optax keeps state for a whole params tree, in nested named tuples; :func:`state_view` gives
-each parameter's part of it as nested dicts (``{"0": {"count": 3, "mu": array, "nu": array}, ...}``) for the
-state map to read. optax's own optimizers come with their names and state maps
-(:data:`refwd_validation.targets.OPTAX_KNOWN`).
+schedule (a function of the step count); a case's param groups become one transformation each (optax has no groups).
+jax runs on the CPU with float64 enabled. (``optax.inject_hyperparams`` is not used: it holds every hyperparameter
+in a float32 array, so 1 − β₂ is formed in float32, which is another computation; measured with optax 0.2.8, 27 ULPs
+of the error scale on Adam's float32 ``exp_avg_sq`` at the first step.) optax keeps state for a whole params tree,
+in nested named tuples; :func:`state_view` gives each parameter's part of it as nested dicts (``{"0": {"count": 3,
+"mu": array, "nu": array}, ...}``) for the state map to read. optax's own optimizers come with their names and state
+maps (:data:`refwd_validation.targets.OPTAX_KNOWN`).
 """
 import numpy as np
 

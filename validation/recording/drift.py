@@ -54,7 +54,8 @@ def markdown(comparisons, recording, current_environment):
     lines += ["", f"Worst change within tolerance: {format_ulps(worst)} ULP of the error scale (budget "
                   f"{tolerance.budget('float64', 'param'):g}). Lock-step replay: each step starts from the recorded "
                   "params, grads and state, so differences never accumulate."]
-    changed = [c for c in comparisons if c.status != Drift.IDENTICAL or (c.reference is not None and not c.reference.ok)]
+    changed = [c for c in comparisons
+               if c.status != Drift.IDENTICAL or (c.reference is not None and not c.reference.ok)]
     if changed:
         lines += ["", "### Changed or failing cases", "",
                   "| case | vs recording | worst ULP | first difference | reference now |", "|---|---|---:|---|---|"]

@@ -235,7 +235,8 @@ def _same_trajectory(tape, recorded):
         return a.shape == b.shape and a.tobytes() == b.tobytes()
 
     for live, then in zip(tape.steps, recorded.trajectory()):
-        if live.lrs != then.lrs or not same(live.loss, then.loss) or not (same(live.x, then.x) and same(live.y, then.y)):
+        inputs_same = same(live.loss, then.loss) and same(live.x, then.x) and same(live.y, then.y)
+        if live.lrs != then.lrs or not inputs_same:
             return False
         for name in then.params:
             if not (same(live.params[name], then.params[name]) and same(live.all_grads[name], then.all_grads[name])
