@@ -40,14 +40,9 @@ def run_entry(arguments):
     from refwd_validation import cli
     from refwd_validation.check import check_case, target_cases
     from refwd_validation.diagnose import diagnose
-    from refwd_validation.targets import make_target
     from refwd_validation.twin import one_thread
 
-    args = cli.build_parser().parse_args(["check", *shlex.split(arguments)])
-    hyper = dict(item.split("=", 1) for item in args.hyper or ())
-    import json
-    target = make_target(args.target, args.reference, kwargs=json.loads(args.kwargs) if args.kwargs else {},
-                         hyper=hyper, state_map=args.state, params_only=args.params_only)
+    target = cli.target_from_arguments(cli.build_parser().parse_args(["check", *shlex.split(arguments)]))
     with one_thread():
         results = [check_case(target, case) for case in target_cases(target)]
         diagnosis = diagnose(target, results, check_case)

@@ -33,6 +33,23 @@ settings.register_profile("long", max_examples=10_000, deadline=None,
 settings.load_profile(os.environ.get("REFWD_HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture
+def interrupt_after(monkeypatch):
+    """``interrupt_after(count)``: Ctrl-C (KeyboardInterrupt) once ``count`` cases have finished."""
+    def arm(count):
+        from refwd_validation import harness
+        run_case, done = harness.run_case, []
+
+        def run_then_interrupt(*args, **kwargs):
+            if len(done) == count:
+                raise KeyboardInterrupt
+            done.append(1)
+            return run_case(*args, **kwargs)
+
+        monkeypatch.setattr(harness, "run_case", run_then_interrupt)
+    return arm
+
+
 @pytest.fixture(scope="session")
 def run_example():
     """Run ``docs/examples/NAME`` as a user would (``python docs/examples/NAME`` from the checkout); return stdout.

@@ -96,28 +96,15 @@ def test_a_known_defect_is_recognised_by_its_conditions():
     assert result.status == Status.FAIL
 
 
-def interrupt_after(monkeypatch, count):
-    from refwd_validation import harness
-    run_case, done = harness.run_case, []
-
-    def run_then_interrupt(*args, **kwargs):
-        if len(done) == count:
-            raise KeyboardInterrupt
-        done.append(1)
-        return run_case(*args, **kwargs)
-
-    monkeypatch.setattr(harness, "run_case", run_then_interrupt)
-
-
-def test_ctrl_c_with_nothing_failed_exits_130(monkeypatch):
-    interrupt_after(monkeypatch, 3)
+def test_ctrl_c_with_nothing_failed_exits_130(interrupt_after):
+    interrupt_after(3)
     code, out, err = run("--fuzz", "20", "--seed", "1", "--dtype", "float64", "-q")
     assert code == 130 and "Traceback" not in err
     assert "interrupted" in out and "failed 0" in out
 
 
-def test_ctrl_c_after_a_failure_exits_1_and_shows_it(monkeypatch, broken_sgd):
-    interrupt_after(monkeypatch, 2)
+def test_ctrl_c_after_a_failure_exits_1_and_shows_it(interrupt_after, broken_sgd):
+    interrupt_after(2)
     code, out, err = run("--fuzz", "20", "--seed", "0", "--optimizer", "sgd", "--dtype", "float64", "-q")
     assert code == 1 and "interrupted" in out and "Case(" in out
 

@@ -3,13 +3,14 @@ import dataclasses
 import hashlib
 import io
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from recordings import (AdamWrongSecondMoment, damageable_copy, make_recording, manifest,  # noqa: E402
+                        write_manifest)
 from refwd_validation import cli, defects  # noqa: E402
 from refwd_validation import recording as record  # noqa: E402
 from refwd_validation.cases import CASE_IDS, select  # noqa: E402
@@ -24,21 +25,13 @@ CASES = ["adam-plain-f64-forloop-cpu", "adam-plain-f64-foreach-cpu",      # fore
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("recording") / "rec"
-    writer = record.Writer(directory)
-    for case_id in CASES:
-        steps, error = record.record_trajectory(CASE_IDS[case_id])
-        writer.add(CASE_IDS[case_id], steps, error, {"status": "pass"})
-    writer.finish()
-    return directory
+    return make_recording(tmp_path_factory.mktemp("recording") / "rec", CASES)
 
 
 @pytest.fixture
 def copy(recorded, tmp_path):
     """A copy of the recording that a test may damage."""
-    target = tmp_path / "rec"
-    shutil.copytree(recorded, target)
-    return target
+    return damageable_copy(recorded, tmp_path)
 
 
 def by_ids(ids):
@@ -54,14 +47,6 @@ def compare(directory, ids=CASES):
 def nondeterministic_defect(*case_ids):
     return defects.KnownDefect(id="test-nondeterminism", summary="for the test", torch_min="2.0", torch_max=None,
                                reference="none", cases=case_ids, outcome="fail", nondeterministic=True)
-
-
-def manifest(directory):
-    return json.loads((directory / "manifest.json").read_text())
-
-
-def write_manifest(directory, data):
-    (directory / "manifest.json").write_text(json.dumps(data))
 
 
 # --- recording ---------------------------------------------------------------------------------------------------
@@ -143,17 +128,6 @@ class AdamOneUlpOff(torch.optim.Adam):
         for group in self.param_groups:
             for param in group["params"]:
                 param.copy_(torch.nextafter(param, torch.full_like(param, np.inf)))
-        return loss
-
-
-class AdamWrongSecondMoment(torch.optim.Adam):
-    """A new torch whose Adam is wrong: exp_avg_sq off by 0.1 %."""
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = super().step(closure)
-        for state in self.state.values():
-            state["exp_avg_sq"].mul_(1.001)
         return loss
 
 

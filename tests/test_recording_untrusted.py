@@ -4,7 +4,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import time
 import tracemalloc
 import zipfile
@@ -14,6 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from recordings import (AdamWrongSecondMoment, damageable_copy, make_recording, manifest,  # noqa: E402
+                        write_manifest)
 from refwd_validation import cli, defects  # noqa: E402
 from refwd_validation import recording as record  # noqa: E402
 from refwd_validation.cases import CASE_IDS, select  # noqa: E402
@@ -25,38 +26,15 @@ CASES = ["adam-plain-f64-forloop-cpu", "rmsprop-plain-f32-forloop-cpu"]
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "golden")
 
 
-class AdamWrongSecondMoment(torch.optim.Adam):
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = super().step(closure)
-        for state in self.state.values():
-            state["exp_avg_sq"].mul_(1.001)
-        return loss
-
-
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("recording") / "rec"
-    writer = record.Writer(directory)
-    for case_id in CASES:
-        writer.add(CASE_IDS[case_id], *record.record_trajectory(CASE_IDS[case_id]), {"status": "pass"})
-    writer.finish()
-    return directory
+    return make_recording(tmp_path_factory.mktemp("recording") / "rec", CASES)
 
 
 @pytest.fixture
 def copy(recorded, tmp_path):
-    target = tmp_path / "rec"
-    shutil.copytree(recorded, target)
-    return target
-
-
-def manifest(directory):
-    return json.loads((directory / "manifest.json").read_text())
-
-
-def write_manifest(directory, data):
-    (directory / "manifest.json").write_text(json.dumps(data))
+    """A copy of the recording that a test may damage."""
+    return damageable_copy(recorded, tmp_path)
 
 
 def edit_case(directory, case_id, **fields):

@@ -216,22 +216,8 @@ def test_a_report_that_fails_at_the_end_keeps_the_summary_and_a_failing_verdict(
     assert f"cannot write the report {tmp_path / 'r.json'}: No space left on device" in err
 
 
-def interrupt_after(monkeypatch, count):
-    """Ctrl-C once ``count`` cases have finished."""
-    from refwd_validation import harness
-    run_case, done = harness.run_case, []
-
-    def run_then_interrupt(*args, **kwargs):
-        if len(done) == count:
-            raise KeyboardInterrupt
-        done.append(1)
-        return run_case(*args, **kwargs)
-
-    monkeypatch.setattr(harness, "run_case", run_then_interrupt)
-
-
-def test_ctrl_c_summarises_the_finished_cases_and_exits_130(tmp_path, monkeypatch):
-    interrupt_after(monkeypatch, 2)
+def test_ctrl_c_summarises_the_finished_cases_and_exits_130(tmp_path, interrupt_after):
+    interrupt_after(2)
     code, out, err = run("--optimizer", "sgd", "--quick", "--json", str(tmp_path / "r.json"), "-q")
     assert code == 130 and "Traceback" not in err
     assert ": 2 cases in" in out and "passed 2, failed 0" in out
@@ -239,11 +225,11 @@ def test_ctrl_c_summarises_the_finished_cases_and_exits_130(tmp_path, monkeypatc
     assert not (tmp_path / "r.json").exists()
 
 
-def test_ctrl_c_while_comparing_with_a_recording_exits_130(tmp_path, monkeypatch):
+def test_ctrl_c_while_comparing_with_a_recording_exits_130(tmp_path, interrupt_after, monkeypatch):
     ids = "sgd-plain-f64-forloop-cpu,sgd-plain-f64-foreach-cpu,sgd-plain-f32-forloop-cpu"
     assert run("--case", ids, "--record", str(tmp_path / "rec"), "-q")[0] == 0
     from refwd_validation.recording import replay
-    interrupt_after(monkeypatch, 2)
+    interrupt_after(2)
     monkeypatch.setattr(replay, "run_case", __import__("refwd_validation.harness").harness.run_case)
     code, out, err = run("--against", str(tmp_path / "rec"), "--case", ids, "-q")
     assert code == 130 and "Traceback" not in err

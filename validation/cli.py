@@ -335,16 +335,9 @@ def _check(args, stdout, stderr):
     from . import report
     from .check import check_case, preflight, target_cases
     from .statemap import StateMapError
-    from .targets import TargetError, make_target
+    from .targets import TargetError
     try:
-        kwargs = json.loads(args.kwargs) if args.kwargs else {}
-        if not isinstance(kwargs, dict):
-            raise UsageError(f"--kwargs must be a JSON object, got {args.kwargs}")
-        hyper = dict(item.split("=", 1) for item in args.hyper or () if "=" in item)
-        if len(hyper) != len(args.hyper or ()):
-            raise UsageError(f"--hyper takes REFWD=TARGET, got {args.hyper}")
-        target = make_target(args.target, args.reference, kwargs=kwargs, hyper=hyper, state_map=args.state,
-                             params_only=args.params_only)
+        target = target_from_arguments(args)
         cases = target_cases(target, dtype=_values(args.dtype, "dtype"), case=_values(args.case, "case"),
                              quick=args.quick)
         if not cases:
@@ -390,6 +383,20 @@ def _check(args, stdout, stderr):
                         (args.markdown, lambda path: report.write_text(path, text))):
         verdict = _write_report(path, write, verdict, stderr)
     return verdict
+
+
+def target_from_arguments(args):
+    """The :class:`refwd_validation.targets.Target` that ``refwd check``'s arguments name (TARGET, --as,
+    --kwargs, --hyper, --state, --params-only); a usage error names a bad --kwargs or --hyper."""
+    from .targets import make_target
+    kwargs = json.loads(args.kwargs) if args.kwargs else {}
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"--kwargs must be a JSON object, got {args.kwargs}")
+    hyper = dict(item.split("=", 1) for item in args.hyper or () if "=" in item)
+    if len(hyper) != len(args.hyper or ()):
+        raise UsageError(f"--hyper takes REFWD=TARGET, got {args.hyper}")
+    return make_target(args.target, args.reference, kwargs=kwargs, hyper=hyper, state_map=args.state,
+                       params_only=args.params_only)
 
 
 def run(cases, reporters, *, rules=None, recorder=None, run_one=None):
