@@ -2,17 +2,34 @@
 
 A :class:`Case` is a frozen record of everything one comparison needs: the optimizer and its constructor
 hyperparameters, the model, the param-group layout, the dtype, torch's implementation and device, the number
-of steps, the lr schedule, the steps on which a parameter has no gradient, the loss scale schedule and the data
-seed. :data:`CASES` expands a short list of configurations (:data:`CONFIGS`) over dtypes, implementations and
-devices; :func:`select` filters it, for the CLI and for pytest.
+of steps, the lr schedule, the steps on which a parameter has no gradient, the loss scale schedule, the data
+seed, the non-finite values injected into gradients and the step of a state_dict round trip.
+
+:data:`CASES` is built from data by a small generator (:func:`_expand`), per device:
+
+- **scenarios** (:data:`CONFIGS`, :data:`FREE_CONFIGS`, :data:`LOWP_CONFIGS`): hand-written situations (lr
+  schedules, param groups, steps without a gradient, shrinking gradients, wide layers, free-running runs, low
+  precision), over dtypes and implementations;
+- **flags** (:data:`FLAGS`): every combination of each optimizer's flags and zero/non-zero options (the full
+  product, so every pair), each on every implementation;
+- **defaults**: each optimizer with no hyperparameter given, so a wrong default shows;
+- **long**: 1,000 lock-step steps per optimizer in float32, bfloat16 and float16 (step counters, β^t);
+- **nonfinite**: an inf, a -inf and a NaN injected into a gradient element, per optimizer and flag;
+- **round trip**: torch's state_dict into refwd and refwd's back into torch mid-run, groups of three sizes;
+- **constructor**: every invalid hyperparameter of :mod:`refwd_validation.constructor_errors`, on both sides.
+
+:func:`select` filters it, for the CLI and for pytest.
 """
 import dataclasses
 from dataclasses import dataclass
 
-from .optimizers import OPTIMIZERS as _REGISTRY
-from .optimizers import TORCH_OPTIMIZERS
+import itertools
+import math
 
-OPTIMIZERS = TORCH_OPTIMIZERS                 # the optimizers torch ships (the matrix's)
+from .optimizers import MATRIX_OPTIMIZERS
+from .optimizers import OPTIMIZERS as _REGISTRY
+
+OPTIMIZERS = MATRIX_OPTIMIZERS                # torch's four, and SGDW and RMSpropW against their twins
 IMPLS = ("forloop", "foreach", "fused")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 SHORT_DTYPES = {"float64": "f64", "float32": "f32", "float16": "f16", "bfloat16": "bf16"}  # as in case ids
@@ -30,8 +47,8 @@ class Case:
     - ``model``: layer sizes; two sizes are one ``Linear(n0, n1)``, more are an MLP (``nn.Sequential``) with
       ``activation`` between the layers. Parameter names are torch's (``"weight"``, ``"0.weight"``, ...).
     - ``groups``: the param-group layout: () for one group of every parameter, else a tuple of
-      (selector, overrides) where selector is "weights", "biases", "all" or "layer:<index>" (a Sequential
-      index such as "layer:2") and overrides are (name, value) pairs for that group (e.g. weight_decay).
+      (selector, overrides) where selector is "weights", "biases", "all", "layer:<index>" (a Sequential
+      index such as "layer:2"), a parameter name or a tuple of parameter names, and overrides are (name, value) pairs for that group (e.g. weight_decay).
       Every parameter must be selected exactly once.
     - ``lr_schedule``: factors the groups' base lr is multiplied by at steps 1, 2, ... (cycled); () for none.
     - ``loss_scale`` and ``loss_decay``: the loss at step t (1-based) is multiplied by
@@ -39,9 +56,16 @@ class Case:
       gradients out of the subnormal range) and a decay below 1 for gradients that shrink over time.
     - ``grad_none``: (parameter name, steps) pairs: at those 1-based steps the parameter's grad is None.
     - ``free_steps``: > 0 to also run the free-running check (refwd's own trajectory) for that many steps.
+    - ``kind``: "trajectory" (a run, checked step by step) or "constructor" (the optimizer's invalid
+      hyperparameters, each rejected by refwd as by torch; the run's fields are unused).
+    - ``inject``: (parameter name, step, element index, value) tuples: after backward at that 1-based step,
+      the element of torch's gradient is set to the value (inf, -inf, NaN), so both sides step on it.
+    - ``round_trip_at``: > 0 for a state_dict round trip after that step: refwd's lock-step optimizer is loaded
+      from torch's ``state_dict()``, and torch goes on with a new optimizer loaded from refwd's.
     - ``expect_error``: "" normally. Otherwise torch is documented (docs/oracle.md, findings) to raise an error
-      containing this text here; if it does, the steps before the error are still checked and the result is
-      "pass" with the error shown in its note. If torch does not raise, the case is checked as any other.
+      containing this text here, or to differ from refwd where the first mismatch's description contains it;
+      if it does, the steps before are still checked and the result is "pass" with torch's error or the
+      mismatch shown in its note. If torch does neither, the case is checked as any other.
     """
 
     id: str                     # "<config>-<short dtype>-<impl>-<device>", e.g. "adam-plain-f32-fused-cpu"
@@ -66,6 +90,9 @@ class Case:
     quick: bool = False
     description: str = ""
     expect_error: str = ""
+    kind: str = "trajectory"
+    inject: tuple = ()
+    round_trip_at: int = 0
 
     @property
     def kwargs(self):
@@ -87,6 +114,10 @@ class Case:
 
     def grad_is_none(self, name, step):
         return any(name == param and step in steps for param, steps in self.grad_none)
+
+    def injected(self, step):
+        """[(parameter name, element index, value)] injected into the gradients at 1-based ``step``."""
+        return [(name, index, value) for name, at, index, value in self.inject if at == step]
 
 
 def _hp(**kwargs):
@@ -221,6 +252,58 @@ LOWP_CONFIGS = (
 LOWP_LOSS_SCALE = 64.0    # as AMP's loss scaling: keeps float16 gradients and their squares above the subnormals
 
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# Generated parts. FLAGS: each optimizer's flags and zero/non-zero options as (torch's default, a value that makes a
+# bug visible); the matrix has their full product (torch refuses nesterov without momentum or with dampening).
+
+FLAGS = {
+    "sgd": dict(momentum=(0.0, 0.9), dampening=(0.0, 0.3), nesterov=(False, True), weight_decay=(0.0, 0.05),
+                maximize=(False, True)),
+    "rmsprop": dict(momentum=(0.0, 0.5), centered=(False, True), weight_decay=(0.0, 0.1), maximize=(False, True)),
+    "adam": dict(amsgrad=(False, True), weight_decay=(0.0, 0.1), maximize=(False, True),
+                 decoupled_weight_decay=(False, True)),
+    "adamw": dict(amsgrad=(False, True), weight_decay=(0.01, 0.3), maximize=(False, True)),
+    "sgdw": dict(momentum=(0.0, 0.9), nesterov=(False, True), weight_decay=(0.01, 0.3), maximize=(False, True),
+                 decay_convention=("torch", "paper")),
+    "rmspropw": dict(momentum=(0.0, 0.5), centered=(False, True), weight_decay=(0.01, 0.3), maximize=(False, True),
+                     decay_convention=("torch", "paper")),
+}
+# What every generated case of an optimizer passes besides its flags: β₁ ≠ β₂, α and ε away from the defaults
+BASE = {"sgd": _hp(lr=0.05), "rmsprop": _hp(lr=0.01, alpha=0.9, eps=1e-4), "adam": _hp(lr=0.02, betas=(0.8, 0.95)),
+        "adamw": _hp(lr=0.02, betas=(0.8, 0.95)), "sgdw": _hp(lr=0.05), "rmspropw": _hp(lr=0.01, alpha=0.9, eps=1e-4)}
+SMALL_MLP = (3, 5, 2)            # parameter sizes 15, 5, 10, 2
+# Three param groups of sizes 1, 3 and 2, with their own decay and lr: a per-group index bug moves state across
+THREE_GROUPS = ((("0.weight",), _hp(weight_decay=0.1)), (("0.bias", "2.weight", "2.bias"), _hp(weight_decay=0.0)),
+                ("layer:4", _hp(lr=0.004)))
+LONG_STEPS = 1000
+LONG = {   # hyperparameters of the 1,000-step runs: the defaults' β's (β₂ᵗ moves through the whole run)
+    "sgd": _hp(lr=1e-3, momentum=0.9, nesterov=True, weight_decay=0.01), "rmsprop": _hp(lr=1e-3, centered=True,
+                                                                                       momentum=0.5, eps=1e-4),
+    "adam": _hp(lr=1e-3, amsgrad=True, eps=1e-4), "adamw": _hp(lr=1e-3, eps=1e-4),
+    "sgdw": _hp(lr=1e-3, momentum=0.9), "rmspropw": _hp(lr=1e-3, eps=1e-4)}
+LONG_DTYPES = ("float32", "bfloat16", "float16")
+NONFINITE = (("inf", math.inf), ("ninf", -math.inf), ("nan", math.nan))
+INJECTED_AT = ("2.weight", 2, (1, 3))    # the element, and the step of 4, where the non-finite value goes
+# fused Adam/AdamW's amsgrad max is std::max(max, v), which keeps the old max where v is NaN (docs/oracle.md, findings)
+FUSED_AMSGRAD_KEEPS_ITS_MAX = "max_exp_avg_sq["
+
+
+def flag_combinations(optimizer):
+    """Every valid combination of the optimizer's FLAGS as ({flag: value}, [the flags set on])."""
+    flags = FLAGS[optimizer]
+    for chosen in itertools.product((False, True), repeat=len(flags)):
+        on = [flag for flag, is_on in zip(flags, chosen) if is_on]
+        if "nesterov" in on and ("momentum" not in on or "dampening" in on):
+            continue
+        yield {flag: values[is_on] for (flag, values), is_on in zip(flags.items(), chosen)}, on
+
+
+def _flag_name(on):
+    return "-".join(flag.replace("decoupled_weight_decay", "decoupled").replace("decay_convention", "paper")
+                    .replace("weight_decay", "wd") for flag in on) or "off"
+
+
 def _impls_for(optimizer):
     return tuple(impl for impl in IMPLS if impl != "fused" or _REGISTRY[optimizer].fused)
 
@@ -238,25 +321,83 @@ def _make(config, dtype, impl, device, *, steps, free_steps, quick):
                 steps=steps, free_steps=free_steps, quick=quick, **fields)
 
 
+def _scenarios(device):
+    for number, config in enumerate(CONFIGS):
+        # --quick: each listed impl once, in float64 and float32 by turns (every optimizer gets both)
+        quick_impls = {impl: F64_F32[(number + i) % 2] for i, impl in enumerate(config.get("quick_impls", ()))}
+        for dtype in F64_F32:
+            for impl in _impls_for(config["optimizer"]):
+                quick = device == "cpu" and quick_impls.get(impl) == dtype
+                yield _make(config, dtype, impl, device, steps=config.get("steps", 10), free_steps=0, quick=quick)
+    for config in FREE_CONFIGS:
+        yield _make(config, "float64", "forloop", device, steps=FREE_RUNNING_STEPS,
+                    free_steps=FREE_RUNNING_STEPS, quick=device == "cpu" and config.get("quick", False))
+    for config in LOWP_CONFIGS:
+        for dtype in LOW_PRECISION:
+            for impl in _impls_for(config["optimizer"]):
+                case = _make(config, dtype, impl, device, steps=8, free_steps=0, quick=False)
+                yield dataclasses.replace(case, loss_scale=LOWP_LOSS_SCALE)
+
+
+def _generated(device):
+    """The flag product, the defaults, the long runs, the non-finite injections, the round trips, the
+    constructors. --quick takes each optimizer's all-flags-on case and one of each other kind."""
+    cpu = device == "cpu"
+    for optimizer in OPTIMIZERS:
+        impls = _impls_for(optimizer)
+        combinations = list(flag_combinations(optimizer))
+        for number, (flags, on) in enumerate(combinations):
+            config = _config(f"flags-{optimizer}-{_flag_name(on)}", optimizer, BASE[optimizer] + _hp(**flags),
+                             f"{optimizer} with {', '.join(on) or 'no flag'} on", model=SMALL_MLP, steps=6,
+                             lr_schedule=SCHEDULE)
+            dtype = F64_F32[number % 2]
+            for impl in impls:
+                yield _make(config, dtype, impl, device, steps=6, free_steps=0,
+                            quick=cpu and number == len(combinations) - 1 and impl == impls[-1])
+        defaults = _config(f"defaults-{optimizer}", optimizer, (), f"{optimizer} at torch's defaults", model=MLP3)
+        for impl in impls:
+            yield _make(defaults, "float32", impl, device, steps=5, free_steps=0, quick=cpu and impl == impls[0])
+        for dtype in LONG_DTYPES:
+            long = _config(f"long-{optimizer}", optimizer, LONG[optimizer], f"{LONG_STEPS} lock-step steps",
+                           loss_scale=1.0 if dtype == "float32" else LOWP_LOSS_SCALE)
+            impl = {"float32": impls[-1], "bfloat16": "foreach", "float16": "forloop"}[dtype]
+            yield _make(long, dtype, impl, device, steps=LONG_STEPS, free_steps=0,
+                        quick=cpu and optimizer == "adam" and dtype == "bfloat16")
+        for number, (on, flags) in enumerate(_one_flag_at_a_time(optimizer)):
+            for value_number, (value_name, value) in enumerate(NONFINITE):
+                config = _config(f"nonfinite-{optimizer}-{on}-{value_name}", optimizer, BASE[optimizer] + flags,
+                                 f"a {value_name} gradient element at step {INJECTED_AT[1]}", model=SMALL_MLP,
+                                 inject=(INJECTED_AT[:2] + (INJECTED_AT[2], value),),
+                                 expect_error={"fused": FUSED_AMSGRAD_KEEPS_ITS_MAX} if on == "amsgrad" else {})
+                impl = impls[(number + value_number) % len(impls)]
+                yield _make(config, F64_F32[number % 2], impl, device, steps=4, free_steps=0,
+                            quick=cpu and number == 0 and OPTIMIZERS.index(optimizer) == value_number)
+        if _REGISTRY[optimizer].torch_class:   # a twin has no torch state_dict of its own
+            every_flag = combinations[-1][0]
+            config = _config(f"roundtrip-{optimizer}", optimizer, BASE[optimizer] + _hp(**every_flag),
+                             "state_dict torch → refwd → torch after step 3, three groups of sizes 1, 3, 2",
+                             model=MLP3, groups=THREE_GROUPS, round_trip_at=3)
+            for number, impl in enumerate(impls):
+                yield _make(config, F64_F32[number % 2], impl, device, steps=6, free_steps=0,
+                            quick=cpu and optimizer == "adamw" and number == 0)
+            constructor = _config(f"constructor-{optimizer}", optimizer, (),
+                                  "every invalid hyperparameter: refwd raises torch's exception", kind="constructor")
+            if cpu:
+                yield _make(constructor, "float64", "forloop", device, steps=0, free_steps=0, quick=True)
+
+
+def _one_flag_at_a_time(optimizer):
+    """("off", no flag on), then (flag, that flag alone on) for each flag (nesterov with its momentum)."""
+    yield "off", ()
+    for flag, (_, value) in FLAGS[optimizer].items():
+        flags = _hp(**{flag: value})
+        if flag == "nesterov":
+            flags = _hp(momentum=FLAGS[optimizer]["momentum"][1]) + flags
+        yield _flag_name([flag]), flags
+
+
 def _expand():
-    cases = []
-    for device in DEVICES:
-        for number, config in enumerate(CONFIGS):
-            # --quick: each listed impl once, in float64 and float32 by turns (every optimizer gets both)
-            quick_impls = {impl: F64_F32[(number + i) % 2] for i, impl in enumerate(config.get("quick_impls", ()))}
-            for dtype in F64_F32:
-                for impl in _impls_for(config["optimizer"]):
-                    quick = device == "cpu" and quick_impls.get(impl) == dtype
-                    cases.append(_make(config, dtype, impl, device, steps=config.get("steps", 10), free_steps=0,
-                                       quick=quick))
-        for config in FREE_CONFIGS:
-            cases.append(_make(config, "float64", "forloop", device, steps=FREE_RUNNING_STEPS,
-                               free_steps=FREE_RUNNING_STEPS, quick=device == "cpu" and config.get("quick", False)))
-        for config in LOWP_CONFIGS:
-            for dtype in LOW_PRECISION:
-                for impl in _impls_for(config["optimizer"]):
-                    case = _make(config, dtype, impl, device, steps=8, free_steps=0, quick=False)
-                    cases.append(dataclasses.replace(case, loss_scale=LOWP_LOSS_SCALE))
+    cases = [case for device in DEVICES for part in (_scenarios, _generated) for case in part(device)]
     ids = [case.id for case in cases]
     assert len(ids) == len(set(ids)), "case ids must be unique"
     return tuple(cases)

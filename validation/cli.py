@@ -10,7 +10,11 @@ A run feeds every result to a list of *reporters* (objects with ``start(cases)``
 ``finish(results, seconds)``): the progress display, and under ``--record`` the recorder.
 """
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
+import os
+import signal
 import sys
 import time
 
@@ -101,6 +105,8 @@ def build_parser():
                         help="cpu, cuda (default: cpu, and cuda when torch has a CUDA device)")
     select.add_argument("--case", action="append", metavar="ID", help="a case id (see --list)")
     select.add_argument("--list", action="store_true", help="list the selected case ids and exit")
+    select.add_argument("--jobs", type=int, metavar="N", default=None,
+                        help="run the cases in N processes (default: one per CPU core; 1 runs them in this one)")
     output = validate.add_argument_group("output")
     output.add_argument("--json", metavar="PATH", help="write a JSON report")
     output.add_argument("--junit", metavar="PATH", help="write JUnit XML (CI systems display it)")
@@ -199,6 +205,7 @@ def _validate(args, stdout, stderr):
         return EXIT_USAGE
     try:
         filters = _filters(args)
+        jobs = _jobs(args.jobs)
         for path in (args.json, args.junit, args.markdown):
             if path and not args.list:
                 _check_writable(path)
@@ -233,8 +240,9 @@ def _validate(args, stdout, stderr):
             print(f"refwd validate: {error}", file=stderr)
             return EXIT_USAGE
         reporters.append(recorder)
+    jobs = 1 if recorder is not None else jobs
     with one_thread():
-        results, seconds, interrupted = run(cases, reporters, recorder=recorder)
+        results, seconds, interrupted = run(cases, reporters, recorder=recorder, jobs=jobs)
     print(report.summary_text(results, seconds, env), file=stdout)
     if interrupted:
         print(f"refwd validate: interrupted after {len(results)} of {len(cases)} cases; the summary above is of "
@@ -399,32 +407,58 @@ def target_from_arguments(args):
                        params_only=args.params_only)
 
 
-def run(cases, reporters, *, rules=None, recorder=None, run_one=None):
-    """Run ``cases`` in order, feeding each result to the reporters; return (results, seconds, interrupted).
+def _jobs(requested):
+    if requested is not None and requested < 1:
+        raise UsageError(f"--jobs must be at least 1, got {requested}")
+    return requested or len(os.sched_getaffinity(0))
 
-    Ctrl-C (KeyboardInterrupt) stops the run: the results so far are returned with ``interrupted`` True, and
-    the reporters are not finished (a recording gets no manifest: it is incomplete, and never loads).
+
+def run(cases, reporters, *, rules=None, recorder=None, run_one=None, jobs=1):
+    """Run ``cases``, feeding each result to the reporters in case order; return (results, seconds, interrupted).
+
+    ``jobs`` > 1 runs them in a pool of that many processes (``concurrent.futures``); ``rules``, ``recorder``
+    and ``run_one`` need this process. Ctrl-C (KeyboardInterrupt) stops the run: the results so far are
+    returned with ``interrupted`` True, and the reporters are not finished (a recording gets no manifest: it is
+    incomplete, and never loads).
     """
     from .harness import run_case
     for reporter in reporters:
         reporter.start(cases)
     started = time.perf_counter()
     results = []
+    pool = None
     try:
-        for case in cases:
-            result = run_one(case) if run_one else run_case(
-                case, rules=rules, trajectory=None if recorder is None else recorder.tape(case))
+        if jobs > 1 and len(cases) > 1 and rules is None and recorder is None and run_one is None:
+            pool = concurrent.futures.ProcessPoolExecutor(
+                min(jobs, len(cases)), mp_context=multiprocessing.get_context("fork"), initializer=_worker)
+            outcomes = pool.map(run_case, cases)
+        else:
+            outcomes = (run_one(case) if run_one else run_case(
+                case, rules=rules, trajectory=None if recorder is None else recorder.tape(case)) for case in cases)
+        for result in outcomes:
             results.append(result)
             for reporter in reporters:
                 reporter.result(result)
     except KeyboardInterrupt:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         for reporter in reporters:
             getattr(reporter, "interrupted", lambda: None)()
         return results, time.perf_counter() - started, True
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     seconds = time.perf_counter() - started
     for reporter in reporters:
         reporter.finish(results, seconds)
     return results, seconds, False
+
+
+def _worker():
+    """A pool process: Ctrl-C is the parent's to handle; torch on one thread (:func:`twin.one_thread`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+    torch.set_num_threads(1)
 
 
 def _against(args, filters, torch, stdout, stderr):

@@ -101,6 +101,7 @@ class Comparer:
             return self.mismatch(check, step, parameter, key, budget=budget,
                                  message=f"{self.sides[0]} has shape {first.shape}, {self.sides[1]} {second.shape}")
         ulps = tolerance.ulps(first, second, error_scale, self.dtype)
+        ulps = np.where(unlike(first, second, signed_zeros=key not in SUMS), np.inf, ulps)
         self.worst.setdefault((check, key), Worst()).update(ulps, tolerance.relative_error(first, second))
         if not ulps.size:
             return None
@@ -142,6 +143,22 @@ class Comparer:
         if self.on_mismatch is not None:
             self.on_mismatch(mismatch)
         return mismatch
+
+
+# Sums over a batch (a matrix product): the sign of an exact zero sum depends on where the summation starts (-0.0
+# + -0.0 is -0.0, a BLAS accumulator that starts at +0.0 gives +0.0), so their zeros' signs are not compared.
+SUMS = ("grad", "loss")
+
+
+def unlike(first, second, *, signed_zeros=True):
+    """Where two arrays differ in what no budget covers: a NaN against a number, an inf against anything but the
+    same inf, and (``signed_zeros``) +0.0 against -0.0. The budget is for finite values only."""
+    with np.errstate(invalid="ignore"):
+        same = (first == second) | (np.isnan(first) & np.isnan(second))
+        out = ~(np.isfinite(first) & np.isfinite(second)) & ~same
+        if signed_zeros:
+            out = out | ((first == 0) & (second == 0) & (np.signbit(first) != np.signbit(second)))
+    return out
 
 
 def format_ulps(value):

@@ -2,14 +2,20 @@
 neither): a decoupled shrink of the weights, θ ← (1 − ρ)θ, then torch's SGD or RMSprop step without weight decay, as
 in Loshchilov & Hutter's Algorithm 1. ρ is γλ with the group's scheduled lr γ (``decay_convention="torch"``) or
 (γ/γ₀)λ with its initial lr γ₀ (``"paper"``). ``refwd check`` runs them against refwd's ``sgdw`` and ``rmspropw``
-rules (tests/test_decoupled_twin.py); a parameter without a gradient is not shrunk, as torch's AdamW does.
+rules (tests/test_decoupled_twin.py), and the case matrix has them as the optimizers "sgdw" and "rmspropw"; a
+parameter without a gradient is not shrunk, as torch's AdamW does.
+Their defaults are refwd's: the base class's lr, and ``weight_decay=1e-2`` as AdamW's.
 """
+import inspect
+
 import torch
 
 
 def _decoupled(base):
+    base_lr = inspect.signature(base.__init__).parameters["lr"].default
+
     class Decoupled(base):
-        def __init__(self, params, lr=1e-2, weight_decay=0.0, *, decay_convention="torch", **hyperparameters):
+        def __init__(self, params, lr=base_lr, weight_decay=1e-2, *, decay_convention="torch", **hyperparameters):
             if decay_convention not in ("torch", "paper"):
                 raise ValueError(f"decay_convention must be 'torch' or 'paper', got {decay_convention!r}")
             params = list(params)

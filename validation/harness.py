@@ -11,6 +11,16 @@ Checks, at every step t (1-based) of the torch trajectory:
    (:mod:`refwd_validation.contracts`: dtype and shape kept, inputs untouched, no aliasing).
 3. **free-running** (cases with ``free_steps``, float64): refwd's own trajectory, with its own gradients,
    against torch's, params, state and loss.
+4. **state-dict** (cases with ``round_trip_at``): after that step refwd's lock-step optimizer is rebuilt from
+   torch's ``state_dict()`` (its groups' hyperparameters from then on are the loaded ones), and its own
+   ``state_dict()`` must give back exactly what it loaded; torch goes on from refwd's (:func:`twin.round_trip`),
+   so the lock-step of the following steps checks the way back.
+
+A "constructor" case checks instead that each invalid hyperparameter of the optimizer
+(:mod:`refwd_validation.constructor_errors`) makes refwd raise torch's exception class.
+
+Non-finite values (an injected inf or NaN, and what follows from it) must agree exactly, position, sign and
+signed zero, whatever the budget (:meth:`refwd_validation.compare.Comparer.measure`).
 
 Tolerances come from :mod:`refwd_validation.tolerance` (ULPs of a forward-error scale); the comparisons from
 :mod:`refwd_validation.compare`. The case stops at the end of the first step with a failure; the first
@@ -27,7 +37,7 @@ import numpy as np
 
 import refwd
 
-from . import contracts, scenario, tolerance
+from . import constructor_errors, contracts, scenario, tolerance
 from .cases import Case
 from .compare import Comparer, Mismatch, format_ulps, jsonable
 from .dtypes import round_to
@@ -108,9 +118,15 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
             import torch
             torch_version = torch.__version__
         result.torch_version = torch_version
+        if case.kind == "constructor":
+            check_constructors(case, comparer)
+            raise _Done
         error_scale_rule = (error_scale_rules or {}).get(case.optimizer, OPTIMIZERS[case.optimizer].error_scale_rule)
-        _run(case, comparer, result, Reference((rules or {}).get(case.optimizer), error_scale_rule),
-             torch_trajectory(case) if trajectory is None else trajectory, params_only)
+        with np.errstate(all="ignore"):   # an injected inf or NaN spreads through the error scales too
+            _run(case, comparer, result, Reference((rules or {}).get(case.optimizer), error_scale_rule),
+                 torch_trajectory(case) if trajectory is None else trajectory, params_only)
+    except _Done:
+        result.status = Status.FAIL if comparer.failed else Status.PASS
     except Exception as error:  # a crash in torch or anywhere in the case is this case's error
         frames = traceback.extract_tb(error.__traceback__)
         where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
@@ -123,10 +139,32 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
             result.error = text
     else:
         result.status = Status.FAIL if comparer.failed else Status.PASS
+        first = comparer.mismatches[0].describe() if comparer.failed else ""
+        if case.expect_error and case.expect_error in first:
+            result.status = Status.PASS
+            result.note = f"torch differs as documented: {first}"
     result.worst = comparer.worst
     result.failure = comparer.mismatches[0] if comparer.mismatches else None
     result.seconds = time.perf_counter() - started
     return classify(result)
+
+
+class _Done(Exception):
+    """A case that is not a trajectory ended."""
+
+
+def check_constructors(case, comparer):
+    """Every invalid hyperparameter of the case's optimizer: refwd raises the exception class torch raises."""
+    import torch
+    torch_class = OPTIMIZERS[case.optimizer].torch_class
+    for row in constructor_errors.ERROR_INPUTS:
+        if row.optimizer != torch_class:
+            continue
+        outcome = constructor_errors.check(row, torch)
+        if outcome.torch is None:
+            continue   # the installed torch accepts it: not an error input there
+        if not outcome.same_class or not outcome.names_the_argument:
+            comparer.mismatch(Check.CONSTRUCTOR, 0, None, "constructor", budget=0.0, message=outcome.describe())
 
 
 @dataclass(frozen=True)
@@ -151,6 +189,8 @@ def _run(case, comparer, result, reference, trajectory, params_only=False):
                 params_lock.check(torch_step)
             else:
                 check_lockstep(case, lock, comparer, torch_step, reference.error_scale_rule)
+            if torch_step.state_dict is not None:
+                lock = load_state_dict(case, comparer, torch_step, reference.rule)
         if free is not None and torch_step.step <= case.free_steps:
             free.check(model, torch_step)
         if comparer.failed:
@@ -215,6 +255,32 @@ def check_lockstep(case, optimizer, comparer, torch_step, error_scale_rule=None)
             converted = np.abs(torch_state[key]) if key in torch_step.transformed else 0.0  # one more rounding
             comparer.compare(Check.LOCKSTEP, torch_step.step, name, key, _rounded(refwd_state[key], case),
                              torch_state[key], scales.get(key, 0.0) + converted)
+
+
+def load_state_dict(case, comparer, torch_step, rule=None):
+    """4. A new refwd optimizer of the case loaded from torch's state_dict; what it saves must be what it loaded."""
+    optimizer = scenario.refwd_optimizer(case, list(torch_step.params), rule)
+    optimizer.load_state_dict(torch_step.state_dict)
+    saved, loaded = optimizer.state_dict(), torch_step.state_dict
+    for index, (group, torch_group) in enumerate(zip(saved["param_groups"], loaded["param_groups"])):
+        changed = sorted(key for key in torch_group if key != "param_names" and key in group
+                         and _jsonish(group[key]) != _jsonish(torch_group[key]))
+        if changed or len(group["params"]) != len(torch_group["params"]):
+            comparer.mismatch(Check.STATE_DICT, torch_step.step, None, f"param_groups[{index}]", budget=0.0,
+                              message=f"param group {index} comes back changed: {changed or 'params'}")
+    names = {index: name for group in saved["param_groups"]
+             for index, name in zip(group["params"], group["param_names"])}
+    for index, torch_state in loaded["state"].items():
+        refwd_state = saved["state"].get(index, {})
+        comparer.compare_keys(Check.STATE_DICT, torch_step.step, names.get(index), refwd_state, torch_state)
+        for key in sorted(set(refwd_state) & set(torch_state) - {"step"}):
+            comparer.compare(Check.STATE_DICT, torch_step.step, names.get(index), key, refwd_state[key],
+                             torch_state[key], 0.0)
+    return optimizer
+
+
+def _jsonish(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 class ParamsOnly:

@@ -15,17 +15,22 @@ from . import tolerance
 class OptimizerSpec:
     key: str                  # the name on the command line and in case ids
     refwd_class: type         # refwd.optim.<class>; its ``rule`` is the reference
-    torch_class: str | None   # the class name in torch.optim (None: torch has none; checked as targets only)
+    torch_class: str | None   # the class name in torch.optim (None: torch has none)
     error_scale_rule: object  # the rule in error-scale arithmetic: (param, grad, state, **hyperparameters)
     fused: bool               # torch has a fused implementation
     scenarios: str = ""       # whose case-matrix scenarios a target of this rule runs (default: its own key)
     implied: tuple = ()       # the rule's keywords its key implies: not hyperparameters a target is given
+    torch_twin: str = ""      # for a rule torch does not ship: its twin in refwd_validation.decoupled_twin
 
     @property
     def rule(self):
         return self.refwd_class.rule
 
     def torch_optimizer_class(self, torch):
+        """torch's class of this rule, or the twin built from torch's primitives where torch ships none."""
+        if self.torch_twin:
+            from . import decoupled_twin
+            return getattr(decoupled_twin, self.torch_twin)
         return getattr(torch.optim, self.torch_class)
 
 
@@ -35,14 +40,15 @@ OPTIMIZERS = {spec.key: spec for spec in (
     OptimizerSpec("adam", refwd.optim.Adam, "Adam", tolerance.adam, fused=True),
     OptimizerSpec("adamw", refwd.optim.AdamW, "AdamW", tolerance.adamw, fused=True,
                   implied=("decoupled_weight_decay",)),
-    # refwd's decoupled variants torch does not ship: checked as targets (refwd check) on SGD's and RMSprop's
-    # scenarios, their weight decay decoupled
+    # refwd's decoupled variants torch does not ship: in the matrix against their twins (a decoupled shrink, then
+    # torch's own SGD or RMSprop step), and as targets (refwd check) on SGD's and RMSprop's scenarios
     OptimizerSpec("sgdw", refwd.optim.SGDW, None, tolerance.sgdw, fused=False, scenarios="sgd",
-                  implied=("decay_convention", "initial_lr")),
+                  implied=("decay_convention", "initial_lr"), torch_twin="SGDW"),
     OptimizerSpec("rmspropw", refwd.optim.RMSpropW, None, tolerance.rmspropw, fused=False, scenarios="rmsprop",
-                  implied=("decay_convention", "initial_lr")),
+                  implied=("decay_convention", "initial_lr"), torch_twin="RMSpropW"),
 )}
-TORCH_OPTIMIZERS = tuple(key for key, spec in OPTIMIZERS.items() if spec.torch_class)   # the matrix's
+TORCH_OPTIMIZERS = tuple(key for key, spec in OPTIMIZERS.items() if spec.torch_class)   # the ones torch ships
+MATRIX_OPTIMIZERS = tuple(key for key, spec in OPTIMIZERS.items() if spec.torch_class or spec.torch_twin)
 
 
 def spec_for_refwd(optimizer):

@@ -3,11 +3,13 @@ from enum import Enum
 
 
 class Check(str, Enum):
-    """The three checks, in the order reports list them."""
+    """The checks, in the order reports list them."""
 
     LOCKSTEP = "lockstep"           # refwd's rule on torch's params, grads and state gives torch's next ones
     GRADIENT = "gradient"           # refwd's loss and gradients (autograd) at torch's params
     FREE_RUNNING = "free-running"   # refwd's own trajectory against torch's
+    STATE_DICT = "state-dict"       # torch's state_dict loaded into refwd comes back out unchanged
+    CONSTRUCTOR = "constructor"     # an invalid hyperparameter: refwd raises torch's exception class
 
     def __str__(self):
         return self.value

@@ -124,7 +124,7 @@ def summary_text(results, seconds, env=None, tool="refwd validate"):
             lines.append(f"      {r.detail}")
     expected = [r for r in results if r.status == Status.PASS and r.note]
     if expected:
-        lines.append("documented torch errors (see docs/oracle.md, findings):" if tool == "refwd validate"
+        lines.append("documented torch errors and differences (see docs/oracle.md, findings):" if tool == "refwd validate"
                      else "notes:")
         for r in expected:
             lines.append(f"  {r.case.id}: {r.note}")

@@ -93,6 +93,8 @@ def group_names(case, names):
 
 
 def _selected(selector, name):
+    if isinstance(selector, tuple):
+        return name in selector
     if selector == "all":
         return True
     if selector == "weights":

@@ -118,6 +118,8 @@ class TorchStep:
     ``all_grads`` holds every gradient autograd computed (before the None schedule was applied).
     ``gradients_checked`` is False where the gradients are refwd's own (a function target): nothing to check.
     ``transformed`` names the state keys converted from another stored form (one more rounding each).
+    ``state_dict``: at a case's ``round_trip_at`` step, torch's ``state_dict()`` after the step (tensors as
+    NumPy), which torch then went on from through refwd (:func:`round_trip`); None at other steps.
     """
 
     step: int
@@ -134,6 +136,7 @@ class TorchStep:
     new_state: dict
     gradients_checked: bool = True
     transformed: frozenset = frozenset()
+    state_dict: dict | None = None
 
 
 def state_numpy(state, dtype):
@@ -178,7 +181,14 @@ def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, 
             if case.grad_is_none(name, step):
                 tensor.grad = None
             grads[name] = None if tensor.grad is None else all_grads[name]
+        for name, index, value in case.injected(step):   # an inf, -inf or NaN in one element of one grad
+            with torch.no_grad():
+                named[name].grad[index] = value
+            grads[name] = to_numpy(named[name].grad, dtype)
         optimizer.step()
+        saved = None
+        if step == case.round_trip_at:
+            optimizer, saved = round_trip(case, optimizer, named)
         new_params = {name: to_numpy(tensor, dtype) for name, tensor in named.items()}
         if read_state is None:
             new_state = {name: state_numpy(optimizer.state[tensor], dtype) if tensor in optimizer.state else {}
@@ -188,8 +198,23 @@ def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, 
                          for name, tensor in named.items()}
         yield TorchStep(step=step, lrs=lrs, loss_scale=scale, x=to_numpy(x, dtype), y=to_numpy(y, dtype),
                         params=params, all_grads=all_grads, grads=grads, loss=float(step_loss.item()),
-                        state=state, new_params=new_params, new_state=new_state, transformed=transformed)
+                        state=state, new_params=new_params, new_state=new_state, transformed=transformed,
+                        state_dict=saved)
         params, state = new_params, new_state
+
+
+def round_trip(case, optimizer, named):
+    """torch's state_dict → refwd's optimizer → refwd's state_dict → a new torch optimizer of the case.
+
+    Returns the new torch optimizer, which the run goes on with, and torch's state_dict as NumPy.
+    """
+    from . import interop
+    saved = interop.numpy_state_dict(optimizer.state_dict())
+    through_refwd = scenario.refwd_optimizer(case, list(named))
+    through_refwd.load_state_dict(saved)
+    fresh = torch_optimizer(case, named)
+    fresh.load_state_dict(interop.torch_state_dict(through_refwd))
+    return fresh, saved
 
 
 class Tape:
