@@ -214,9 +214,10 @@ def check_gradients(case, model, comparer, torch_step):
     loss_scale, grad_scales = error_scales_of_gradients(case, torch_step)
     comparer.compare(Check.GRADIENT, torch_step.step, None, "loss", _rounded(loss, case), torch_step.loss,
                      loss_scale)
+    exact = not all(np.isfinite(value).all() for value in torch_step.params.values())   # IEEE decides
     for name, grad in grads.items():
         comparer.compare(Check.GRADIENT, torch_step.step, name, "grad", _rounded(grad, case),
-                         torch_step.all_grads[name], grad_scales[name])
+                         torch_step.all_grads[name], grad_scales[name], exact)
 
 
 def error_scales_of_gradients(case, torch_step, param_scales=None):
@@ -249,12 +250,20 @@ def check_lockstep(case, optimizer, comparer, torch_step, error_scale_rule=None)
         else:
             scales = tolerance.step_scales(error_scale_rule, param, grad, torch_step.state[name],
                                            hyperparameters[name], case.dtype)
+        exact = nonfinite_inputs(param, grad, torch_step.state[name])
         comparer.compare(Check.LOCKSTEP, torch_step.step, name, "param", _rounded(new_params[name], case),
-                         torch_step.new_params[name], scales.get("param", 0.0))
+                         torch_step.new_params[name], scales.get("param", 0.0), exact)
         for key in sorted(set(refwd_state) & set(torch_state) - {"step"}):
             converted = np.abs(torch_state[key]) if key in torch_step.transformed else 0.0  # one more rounding
             comparer.compare(Check.LOCKSTEP, torch_step.step, name, key, _rounded(refwd_state[key], case),
-                             torch_state[key], scales.get(key, 0.0) + converted)
+                             torch_state[key], scales.get(key, 0.0) + converted, exact)
+
+
+def nonfinite_inputs(param, grad, state):
+    """Where an elementwise rule's inputs (param, grad, state tensors) hold an inf or a NaN: there IEEE arithmetic
+    decides the output, and both sides must agree exactly."""
+    inputs = [param] + ([] if grad is None else [grad]) + [value for key, value in state.items() if key != "step"]
+    return ~np.logical_and.reduce([np.isfinite(np.asarray(value, dtype=np.float64)) for value in inputs])
 
 
 def load_state_dict(case, comparer, torch_step, rule=None):
@@ -346,11 +355,12 @@ class FreeRunning:
                     error_scale_rule, torch_step.params[name], torch_step.grads[name], torch_step.state[name],
                     hyperparameters[name], case.dtype, scales=inputs)
             scales = self.error_scales[name]
+            exact = nonfinite_inputs(torch_step.params[name], torch_step.grads[name], torch_step.state[name])
             comparer.compare(Check.FREE_RUNNING, step, name, "param", self.params[name], torch_step.new_params[name],
-                             scales["param"])
+                             scales["param"], exact)
             for key in sorted(set(refwd_state) & set(torch_state) - {"step"}):
                 comparer.compare(Check.FREE_RUNNING, step, name, key, refwd_state[key], torch_state[key],
-                                 scales.get(key, 0.0))
+                                 scales.get(key, 0.0), exact)
 
 
 def result_to_dict(result):
