@@ -21,15 +21,17 @@ from refwd_validation import contracts
 from refwd_validation.cases import CASES
 from refwd_validation.mutants import FREE_RUNNING, LOCKSTEP, MUTANTS, Mutant, cheapest_case
 from refwd_validation.optimizers import OPTIMIZERS as REGISTRY
-from refwd_validation.optimizers import TORCH_OPTIMIZERS
+from refwd_validation.optimizers import MATRIX_OPTIMIZERS
+from refwd_validation.outcomes import Check
 
-OPTIMIZERS = {key: REGISTRY[key].refwd_class for key in TORCH_OPTIMIZERS}   # the catalogue's optimizers
-REFERENCE_RULES = {key: REGISTRY[key].rule for key in TORCH_OPTIMIZERS}   # AdamW's groups say "decoupled"
+OPTIMIZERS = {key: REGISTRY[key].refwd_class for key in MATRIX_OPTIMIZERS}   # the catalogue's optimizers
+REFERENCE_RULES = {key: REGISTRY[key].rule for key in MATRIX_OPTIMIZERS}   # AdamW's groups say "decoupled"
 
 # Hyperparameters where every bug in the catalogue can show: β₁ ≠ β₂, a small β₂, an lr large enough to move
 # the params visibly in a few steps.
 BASE = {"sgd": dict(lr=0.1), "rmsprop": dict(lr=0.01, alpha=0.9), "adam": dict(lr=0.01, betas=(0.8, 0.95)),
-        "adamw": dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.1)}
+        "adamw": dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.1), "sgdw": dict(lr=0.1, weight_decay=0.1),
+        "rmspropw": dict(lr=0.01, alpha=0.9, weight_decay=0.1)}
 # The value a numeric hyperparameter takes when a mutant needs it non-zero.
 NONZERO = {"momentum": 0.9, "dampening": 0.3, "weight_decay": 0.1}
 STEPS = 6
@@ -44,10 +46,12 @@ def probe_hyperparameters(mutant, optimizer):
             hyperparameters[key] = wanted
     if hyperparameters.get("nesterov"):
         hyperparameters.setdefault("momentum", NONZERO["momentum"])
+    if mutant.needs.get("paper_convention"):
+        hyperparameters["decay_convention"] = "paper"
     return hyperparameters
 
 
-def probe_run(optimizer, hyperparameters, rule):
+def probe_run(optimizer, hyperparameters, rule, nonfinite=False, steps=None):
     """Params and state after STEPS steps of the refwd shell with ``rule`` in place of the optimizer's own.
 
     The gradients depend on the trajectory and shrink (0.6ᵗ), the lr changes every step, there are three
@@ -59,12 +63,14 @@ def probe_run(optimizer, hyperparameters, rule):
     noise = [{name: rng.normal(size=param.shape) for name, param in params.items()} for _ in range(STEPS)]
     opt = OPTIMIZERS[optimizer](params, **hyperparameters)
     opt.rule = rule
-    for step in range(STEPS):
+    for step in range(steps or STEPS):
         opt.param_groups[0]["lr"] = hyperparameters["lr"] * (1 + 0.5 * (step % 2))
-        scale = 0.6 ** step
-        grads = {name: scale * (params[name] - targets[name] + noise[step][name]) for name in params}
+        scale = 0.6 ** (step % STEPS)
+        grads = {name: scale * (params[name] - targets[name] + noise[step % STEPS][name]) for name in params}
         if step < 2:
             grads["0.bias"] = None
+        if nonfinite and step == 3:
+            grads["0.weight"][0, 0] = np.nan
         params = opt.step(params, grads)
     return params, opt.state
 
@@ -94,12 +100,12 @@ def differs(a, b):
     params_a, state_a = a
     params_b, state_b = b
     for name in params_a:
-        if not np.allclose(params_a[name], params_b[name], rtol=1e-9, atol=0):
+        if not np.allclose(params_a[name], params_b[name], rtol=1e-9, atol=0, equal_nan=True):
             return True
         if set(state_a.get(name, {})) != set(state_b.get(name, {})):
             return True
         for key, value in state_a.get(name, {}).items():
-            if not np.allclose(value, state_b[name][key], rtol=1e-9, atol=0):
+            if not np.allclose(value, state_b[name][key], rtol=1e-9, atol=0, equal_nan=True):
                 return True
     return False
 
@@ -113,20 +119,50 @@ def test_catalogue_is_large_and_ids_are_unique():
     assert len({mutant.id for mutant in MUTANTS}) == len(MUTANTS)
     for mutant in MUTANTS:
         assert set(mutant.optimizers) <= set(REFERENCE_RULES), mutant.id
-        assert mutant.bug and mutant.edits, mutant.id
+        assert mutant.bug and (mutant.edits or mutant.defaults), mutant.id
 
 
 @pytest.mark.parametrize("mutant, optimizer", MUTANT_RULES)
 def test_mutant_changes_the_rule(mutant, optimizer):
+    if mutant.method or mutant.defaults:
+        assert class_differs(mutant, optimizer), f"{mutant.id}'s class behaves as refwd's"
+        return
     hyperparameters = probe_hyperparameters(mutant, optimizer)
     if mutant.contract:  # right values, broken contract: the contract check sees it on the shell alone
         assert contract_broken(optimizer, hyperparameters, mutant.rule(optimizer)) == mutant.contract, mutant.id
         assert contract_broken(optimizer, hyperparameters, REFERENCE_RULES[optimizer]) is None
         return
-    reference = probe_run(optimizer, hyperparameters, REFERENCE_RULES[optimizer])
+    probe = dict(nonfinite=mutant.needs.get("nonfinite", False), steps=300 if mutant.needs.get("long_run") else None)
     with np.errstate(all="ignore"):
-        mutated = probe_run(optimizer, hyperparameters, mutant.rule(optimizer))
+        reference = probe_run(optimizer, hyperparameters, REFERENCE_RULES[optimizer], **probe)
+        mutated = probe_run(optimizer, hyperparameters, mutant.rule(optimizer), **probe)
     assert differs(reference, mutated), f"{mutant.id} computes what the reference does with {hyperparameters}"
+
+
+def class_differs(mutant, optimizer):
+    """A class mutant, without torch: its defaults, the hyperparameters it accepts or what it loads differ."""
+    from refwd_validation.constructor_errors import ERROR_INPUTS, raised
+    reference, mutated = OPTIMIZERS[optimizer], mutant.rule(optimizer)
+    if mutant.defaults:
+        return mutated(["w"]).defaults != reference(["w"]).defaults
+    if mutant.method == "__init__":
+        return any(raised(reference, ["w"], row.kwargs) is not None and raised(mutated, ["w"], row.kwargs) is None
+                   for row in ERROR_INPUTS if row.optimizer == reference.__name__)
+    groups = [{"params": ["a"]}, {"params": ["c", "b"]}]        # load_state_dict: two groups of two sizes
+    saved = {"state": {0: {"step": 1, "exp_avg": np.zeros(1)}, 1: {"step": 2, "exp_avg": np.ones(2)},
+                       2: {"step": 2, "exp_avg": np.ones(3)}},
+             "param_groups": [dict(reference(["w"]).defaults, params=[0]),
+                              dict(reference(["w"]).defaults, params=[1, 2])]}
+    loaded = []
+    for cls in (reference, mutated):
+        optimizer_ = cls(groups)
+        try:
+            optimizer_.load_state_dict(saved)
+        except (KeyError, ValueError) as error:
+            loaded.append(repr(error))
+        else:
+            loaded.append({name: state["exp_avg"].shape for name, state in optimizer_.state.items()})
+    return loaded[0] != loaded[1]
 
 
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
@@ -183,10 +219,16 @@ POOL = [case for case in CASES
 # A dtype bug shows only in float32: its mutants run on the float32 twins of the pool's cases.
 POOL_F32 = [case for case in CASES
             if case.device == "cpu" and case.dtype == "float32" and case.impl == "forloop" and not case.expect_error]
+# The generated parts' cases (defaults, long runs, non-finite injections) come in one dtype and implementation each:
+# their mutants run on any of them.
+POOL_ANY = [case for case in CASES if case.device == "cpu" and not case.expect_error]
+ANY_DTYPE_NEEDS = ("defaults", "long_run", "nonfinite")
 FREE_STEPS = 10
 
 
 def pool(mutant):
+    if any(mutant.needs.get(need) for need in ANY_DTYPE_NEEDS):
+        return POOL_ANY
     return POOL_F32 if mutant.needs.get("float32") else POOL
 
 
@@ -240,7 +282,7 @@ def test_lockstep_catches_the_mutant(run_case, mutant):
                               "add one to validation/cases.py")
     result = run_case(case, rules=mutant.rules())
     assert result.status == "fail", f"{mutant.id} on {case.id}: {result.status}: {result.detail}"
-    assert result.failure.check == LOCKSTEP, result.detail
+    assert result.failure.check == mutant.caught_by[0], result.detail
     if mutant.contract:  # the contract is what fails first, not a value
         assert result.failure.message.startswith("contract:"), result.detail
         assert CONTRACT_WORDS[mutant.contract] in result.failure.message, result.detail
@@ -262,7 +304,7 @@ def test_free_running_catches_the_mutant_on_its_own(run_case, reference_in_locks
 
 def test_catalogue_names_every_check_that_has_a_case_for_the_bug():
     for mutant in MUTANTS:
-        assert LOCKSTEP in mutant.caught_by, mutant.id
+        assert mutant.caught_by[0] in (LOCKSTEP, Check.STATE_DICT, Check.CONSTRUCTOR), mutant.id
         # the free-running check compares values only: a contract bug (right values) is the lock-step's
         has_free_case = FREE_CASES[mutant.id] is not None and not mutant.contract
         assert (FREE_RUNNING in mutant.caught_by) == has_free_case, (

@@ -350,7 +350,7 @@ def _generated(device):
             config = _config(f"flags-{optimizer}-{_flag_name(on)}", optimizer, BASE[optimizer] + _hp(**flags),
                              f"{optimizer} with {', '.join(on) or 'no flag'} on", model=SMALL_MLP, steps=6,
                              lr_schedule=SCHEDULE)
-            dtype = F64_F32[number % 2]
+            dtype = F64_F32[len(on) % 2]      # by the number of flags on: each flag meets both dtypes
             for impl in impls:
                 yield _make(config, dtype, impl, device, steps=6, free_steps=0,
                             quick=cpu and number == len(combinations) - 1 and impl == impls[-1])
@@ -362,7 +362,7 @@ def _generated(device):
                            loss_scale=1.0 if dtype == "float32" else LOWP_LOSS_SCALE)
             impl = {"float32": impls[-1], "bfloat16": "foreach", "float16": "forloop"}[dtype]
             yield _make(long, dtype, impl, device, steps=LONG_STEPS, free_steps=0,
-                        quick=cpu and optimizer == "adam" and dtype == "bfloat16")
+                        quick=cpu and optimizer == "adam" and dtype == "float32")
         for number, (on, flags) in enumerate(_one_flag_at_a_time(optimizer)):
             for value_number, (value_name, value) in enumerate(NONFINITE):
                 config = _config(f"nonfinite-{optimizer}-{on}-{value_name}", optimizer, BASE[optimizer] + flags,

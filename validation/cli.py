@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 
 import refwd
@@ -315,6 +316,7 @@ class Progress:
 
     def start(self, cases):
         from tqdm import tqdm  # late: `refwd --version` runs on refwd's own dependencies
+        tqdm.monitor_interval = 0   # no monitor thread: a one-thread process may fork its worker pool (run)
         self.bad = 0
         terminal = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.bar = tqdm(total=len(cases), file=self.stream, disable=self.quiet, unit="case", leave=False,
@@ -429,9 +431,12 @@ def run(cases, reporters, *, rules=None, recorder=None, run_one=None, jobs=1):
     pool = None
     try:
         if jobs > 1 and len(cases) > 1 and rules is None and recorder is None and run_one is None:
-            pool = concurrent.futures.ProcessPoolExecutor(
-                min(jobs, len(cases)), mp_context=multiprocessing.get_context("fork"), initializer=_worker)
-            outcomes = pool.map(run_case, cases)
+            pool = concurrent.futures.ProcessPoolExecutor(min(jobs, len(cases)), mp_context=_pool_context(),
+                                                          initializer=_worker)
+            # the longest runs first, so that no worker is left with one at the end; results come back in case order
+            longest_first = sorted(range(len(cases)), key=lambda index: -cases[index].total_steps)
+            futures = {index: pool.submit(run_case, cases[index]) for index in longest_first}
+            outcomes = (futures[index].result() for index in range(len(cases)))
         else:
             outcomes = (run_one(case) if run_one else run_case(
                 case, rules=rules, trajectory=None if recorder is None else recorder.tape(case)) for case in cases)
@@ -452,6 +457,17 @@ def run(cases, reporters, *, rules=None, recorder=None, run_one=None, jobs=1):
     for reporter in reporters:
         reporter.finish(results, seconds)
     return results, seconds, False
+
+
+def _pool_context():
+    """fork where this process runs one thread (the command line: workers start at once, torch imported); else
+    forkserver, whose workers fork from a fresh single-threaded server that imported the harness once: forking a
+    process with other threads (pytest-xdist's, a caller's) can copy a lock another thread holds, and hang."""
+    if threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["refwd_validation.harness"])
+    return context
 
 
 def _worker():

@@ -125,8 +125,9 @@ def raised(constructor, params, kwargs):
     return None
 
 
-def check(row, torch):
-    """Run ``row`` through refwd's and torch's constructors (one real parameter each, so params never fail)."""
+def check(row, torch, refwd_class=None):
+    """Run ``row`` through refwd's (or ``refwd_class``'s) and torch's constructors (one real parameter each, so
+    params never fail)."""
     import refwd
-    return Outcome(row, raised(getattr(refwd.optim, row.optimizer), ["w"], row.kwargs),
+    return Outcome(row, raised(refwd_class or getattr(refwd.optim, row.optimizer), ["w"], row.kwargs),
                    raised(getattr(torch.optim, row.optimizer), [torch.nn.Parameter(torch.zeros(1))], row.kwargs))

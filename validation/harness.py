@@ -100,9 +100,10 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
     the live run for ``--record``. ``torch_version`` is the version of the torch that made ``trajectory``
     (default: the installed one's), for the known-defect table.
 
-    ``rules`` maps an optimizer key ("sgd", "rmsprop", "adam", "adamw") to a per-tensor step function
+    ``rules`` maps an optimizer key ("sgd", "rmsprop", "adam", "adamw", ...) to a per-tensor step function
     ``(param, grad, state, **hyperparameters) -> (new_param, new_state)`` that replaces refwd's rule for that
-    optimizer in the lock-step and the free-running check. Never raises for a failure inside the case: a torch
+    optimizer in the lock-step and the free-running check, or to a refwd optimizer class that replaces refwd's
+    class there and in the constructor and state_dict checks. Never raises for a failure inside the case: a torch
     crash (or any exception) becomes status "error" with the exception text.
 
     ``error_scale_rules`` replaces the error-scale rule of an optimizer key alike (a convention profile's rule comes
@@ -119,7 +120,7 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
             torch_version = torch.__version__
         result.torch_version = torch_version
         if case.kind == "constructor":
-            check_constructors(case, comparer)
+            check_constructors(case, comparer, (rules or {}).get(case.optimizer))
             raise _Done
         error_scale_rule = (error_scale_rules or {}).get(case.optimizer, OPTIMIZERS[case.optimizer].error_scale_rule)
         with np.errstate(all="ignore"):   # an injected inf or NaN spreads through the error scales too
@@ -153,14 +154,16 @@ class _Done(Exception):
     """A case that is not a trajectory ended."""
 
 
-def check_constructors(case, comparer):
-    """Every invalid hyperparameter of the case's optimizer: refwd raises the exception class torch raises."""
+def check_constructors(case, comparer, refwd_class=None):
+    """Every invalid hyperparameter of the case's optimizer: refwd (or ``refwd_class``, a class given as its rule)
+    raises the exception class torch raises."""
     import torch
     torch_class = OPTIMIZERS[case.optimizer].torch_class
+    refwd_class = refwd_class if isinstance(refwd_class, type) else None
     for row in constructor_errors.ERROR_INPUTS:
         if row.optimizer != torch_class:
             continue
-        outcome = constructor_errors.check(row, torch)
+        outcome = constructor_errors.check(row, torch, refwd_class)
         if outcome.torch is None:
             continue   # the installed torch accepts it: not an error input there
         if not outcome.same_class or not outcome.names_the_argument:
@@ -182,6 +185,8 @@ def _run(case, comparer, result, reference, trajectory, params_only=False):
     free = FreeRunning(case, comparer, reference, params_only) if case.free_steps else None
     for torch_step in trajectory:
         result.steps = torch_step.step
+        if torch_step.step == 1 and "lr" not in case.kwargs:
+            check_default_lr(case, lock, comparer, torch_step)
         if torch_step.step <= case.steps:
             if torch_step.gradients_checked:
                 check_gradients(case, model, comparer, torch_step)
@@ -206,6 +211,16 @@ def _loss_and_grads(case, model, x, y, scale):
 def _rounded(value, case):
     """refwd's float64 result rounded to the case's float16/bfloat16, as torch would store it."""
     return round_to(value, case.dtype) if case.lowp else value
+
+
+def check_default_lr(case, optimizer, comparer, torch_step):
+    """A case that gives no lr: refwd's default (each group's lr, scheduled) must be torch's. The lock-step check
+    takes torch's lr of each step (a schedule's), so a wrong default would not show there."""
+    for index, (group, lr) in enumerate(zip(optimizer.param_groups, torch_step.lrs)):
+        own = group["lr"] * case.lr_factor(torch_step.step)
+        if own != lr:
+            comparer.mismatch(Check.LOCKSTEP, torch_step.step, None, f"param_groups[{index}]['lr']", budget=0.0,
+                              first=own, second=lr, message=f"lr: {own!r} in refwd, {lr!r} in torch (the default)")
 
 
 def check_gradients(case, model, comparer, torch_step):

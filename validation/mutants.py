@@ -52,6 +52,10 @@ class Mutant:
     - ``contract``: for a bug whose values are right but that breaks a contract of the pure rule
       (:mod:`refwd_validation.contracts`): "dtype", "inputs" or "aliasing". Only the lock-step check
       checks contracts, so such a mutant is caught by it alone.
+    - ``method``: for a bug in refwd's optimizer class rather than its rule: the edits apply to this method of
+      the class (``"__init__"``, or ``"load_state_dict"`` of the shell), and :meth:`rule` gives the mutated
+      class, which the harness builds instead of refwd's (``scenario.refwd_optimizer``).
+    - ``defaults``: (name, value) pairs: a class whose constructor defaults are these instead of torch's.
     """
 
     id: str
@@ -62,11 +66,16 @@ class Mutant:
     caught_by: tuple = BOTH
     fresh: tuple = ()
     contract: str = ""
+    method: str = ""
+    defaults: tuple = ()
 
     def rule(self, optimizer):
-        """The mutated per-tensor rule for one optimizer key, built afresh (fresh counters included)."""
+        """The mutated per-tensor rule for one optimizer key, built afresh (fresh counters included); for a
+        class mutant (``method`` or ``defaults``), the mutated optimizer class."""
         if optimizer not in self.optimizers:
             raise ValueError(f"mutant {self.id!r} applies to {self.optimizers}, not {optimizer!r}")
+        if self.method or self.defaults:
+            return _mutate_class(OPTIMIZERS[optimizer].refwd_class, self)
         return _mutate(OPTIMIZERS[optimizer].rule, self)
 
     def rules(self):
@@ -77,6 +86,8 @@ class Mutant:
         """Whether a case of refwd_validation.cases has what this bug needs to show: its optimizer, its features,
         and the needed hyperparameters together in one param group (defaults and group overrides applied)."""
         if case.optimizer not in self.optimizers:
+            return False
+        if (case.kind == "constructor") != bool(self.needs.get("constructor")):
             return False
         features = {name: test(case) for name, test in CASE_FEATURES.items()}
         if any(features[name] != wanted for name, wanted in self.needs.items() if name in features):
@@ -91,6 +102,12 @@ CASE_FEATURES = {
     "late_grad": lambda case: bool(case.grad_none),   # a parameter whose grad is None for some steps
     "beta1_nonzero": lambda case: dict(case.hyperparameters).get("betas", (0.9, 0.999))[0] != 0,
     "float32": lambda case: case.dtype == "float32",  # a dtype bug is invisible in float64
+    "defaults": lambda case: case.kind == "trajectory" and not case.hyperparameters,   # no hyperparameter given
+    "long_run": lambda case: case.steps > 256,        # longer than a bfloat16 counter counts
+    "nonfinite": lambda case: bool(case.inject),      # an inf or NaN injected into a gradient
+    "round_trip": lambda case: bool(case.round_trip_at),
+    "paper_convention": lambda case: dict(case.hyperparameters).get("decay_convention") == "paper",
+    "constructor": lambda case: case.kind == "constructor",
 }
 
 
@@ -113,19 +130,48 @@ def cheapest_case(mutant, cases):
 
 
 def _mutate(function, mutant):
-    source = textwrap.dedent(inspect.getsource(function))
-    for old, new in mutant.edits:
-        count = source.count(old)
-        if count != 1:
-            raise AssertionError(f"mutant {mutant.id!r}: the text {old!r} occurs {count} times in "
-                                 f"{function.__qualname__}'s source, not once; update the catalogue")
-        source = source.replace(old, new)
+    source = _edited(inspect.getsource(function), mutant, function.__qualname__)
     namespace = dict(vars(sys.modules[function.__module__]))  # a copy: refwd's module is never touched
     namespace.update({name: factory() for name, factory in mutant.fresh})
     exec(compile(source, f"<mutant {mutant.id} of {function.__qualname__}>", "exec"), namespace)
     mutated = namespace[function.__name__]
     mutated.__qualname__ = f"{function.__qualname__}[{mutant.id}]"
     return mutated
+
+
+def _mutate_class(cls, mutant):
+    """refwd's optimizer class ``cls`` with its constructor defaults changed, or one method's source edited.
+
+    An edited method is compiled in a class statement, so that its ``super()`` works: a method of ``cls`` itself
+    goes into a copy of ``cls`` (same bases, same attributes), an inherited one (the shell's) into a subclass.
+    """
+    if mutant.defaults:
+        return type(cls.__name__, (cls,), {"__init__": functools.partialmethod(cls.__init__, **dict(mutant.defaults)),
+                                           "__qualname__": f"{cls.__qualname__}[{mutant.id}]"})
+    owner = next(klass for klass in cls.__mro__ if mutant.method in vars(klass))
+    source = _edited(inspect.getsource(getattr(owner, mutant.method)), mutant, f"{owner.__name__}.{mutant.method}")
+    namespace = dict(vars(sys.modules[owner.__module__]))
+    namespace["_bases"] = cls.__bases__ if owner is cls else (cls,)
+    statement = f"class {cls.__name__}(*_bases):\n" + textwrap.indent(source, "    ")
+    exec(compile(statement, f"<mutant {mutant.id} of {owner.__qualname__}.{mutant.method}>", "exec"), namespace)
+    mutated = namespace[cls.__name__]
+    if owner is cls:
+        for name, value in vars(cls).items():
+            if name not in vars(mutated) and name not in ("__dict__", "__weakref__"):
+                setattr(mutated, name, value)
+    mutated.__qualname__ = f"{cls.__qualname__}[{mutant.id}]"
+    return mutated
+
+
+def _edited(source, mutant, where):
+    source = textwrap.dedent(source)
+    for old, new in mutant.edits:
+        count = source.count(old)
+        if count != 1:
+            raise AssertionError(f"mutant {mutant.id!r}: the text {old!r} occurs {count} times in "
+                                 f"{where}'s source, not once; update the catalogue")
+        source = source.replace(old, new)
+    return source
 
 
 def mutant(mutant_id):
@@ -432,7 +478,57 @@ CONTRACT_MUTANTS = (
         needs={"momentum": True, "maximize": False, "weight_decay": False},
         caught_by=(LOCKSTEP,), contract="aliasing"),
 )
-MUTANTS = MUTANTS + CONTRACT_MUTANTS
+
+# ---------------------------------------------------------------- the matrix's generated parts (issue: a sharper oracle)
+# One bug for each kind of case the hand-picked matrix lacked: each shows only there.
+MATRIX_MUTANTS = (
+    Mutant(
+        "sgd-maximize-needs-momentum", ("sgd",),
+        "maximize honoured only on the momentum path: plain SGD(maximize=True) descends. A flag combination the "
+        "hand-picked matrix never built (maximize was only ever tried with momentum).",
+        (("    if maximize:\n        grad = -grad", "    if maximize and momentum != 0:\n        grad = -grad"),),
+        needs={"maximize": True, "momentum": False}, caught_by=(LOCKSTEP,)),
+    Mutant(
+        "adam-default-lr", ("adam",),
+        "Adam's default lr copied from RMSprop's (1e-2, not 1e-3): invisible to every case that passes an lr.",
+        (), needs={"defaults": True}, caught_by=(LOCKSTEP,), defaults=(("lr", 1e-2),)),
+    Mutant(
+        "adam-step-count-bfloat16", ("adam", "adamw"),
+        "The step count kept in bfloat16, as a kernel that stores it in the param's dtype: 256 + 1 rounds to "
+        "256, so the count stops at 256 and the bias corrections with it.",
+        (("step = state.get(\"step\", 0) + 1", "step = int(_bfloat16(state.get(\"step\", 0) + 1))"),),
+        needs={"long_run": True}, caught_by=(LOCKSTEP,), fresh=(("_bfloat16", lambda: _ml_dtypes().bfloat16),)),
+    Mutant(
+        "adam-amsgrad-fmax", ("adam", "adamw"),
+        "amsgrad's running max taken with np.fmax, which drops a NaN, where torch's maximum propagates it: "
+        "the same numbers on every finite gradient.",
+        (("max_exp_avg_sq = np.maximum(", "max_exp_avg_sq = np.fmax("),),
+        needs={"amsgrad": True, "nonfinite": True}, caught_by=(LOCKSTEP,)),
+    Mutant(
+        "load-state-dict-sorted-names", ("adam",),
+        "load_state_dict pairs a group's saved indices with its parameters sorted by name (as a dict keyed by name "
+        "would give them), not in the group's order: 2.weight and 2.bias swap states.",
+        (("name_of.update(zip(saved[\"params\"], group[\"params\"]))",
+          "name_of.update(zip(saved[\"params\"], sorted(group[\"params\"])))"),),
+        needs={"round_trip": True}, caught_by=(Check.STATE_DICT,), method="load_state_dict"),
+    Mutant(
+        "sgdw-paper-convention-ignored", ("sgdw",),
+        "SGDW shrinks by γλ whatever the decay convention: the paper's η_tλ (γ/γ₀·λ) is never used.",
+        (("decay_convention=decay_convention,", "decay_convention=\"torch\","),),
+        needs={"paper_convention": True, "weight_decay": True}, caught_by=(LOCKSTEP,)),
+    Mutant(
+        "rmsprop-accepts-negative-eps", ("rmsprop",),
+        "RMSprop's constructor without its ε check: a negative ε is accepted (and NaN steps follow) where "
+        "torch raises ValueError.",
+        (("    if not 0.0 <= eps:\n        raise ValueError(f\"Invalid epsilon value: {eps}\")\n", ""),),
+        needs={"constructor": True}, caught_by=(Check.CONSTRUCTOR,), method="__init__"),
+)
+MUTANTS = MUTANTS + CONTRACT_MUTANTS + MATRIX_MUTANTS
+
+
+def _ml_dtypes():
+    import ml_dtypes   # the validation side's dependency: bfloat16 rounding
+    return ml_dtypes
 
 MUTANT_IDS = tuple(entry.id for entry in MUTANTS)
 assert len(set(MUTANT_IDS)) == len(MUTANT_IDS), "mutant ids must be unique"

@@ -107,10 +107,12 @@ def _selected(selector, name):
 
 
 def refwd_optimizer(case, names, rule=None):
-    """refwd's optimizer for the case; ``rule`` (a per-tensor step function) replaces its rule if given."""
+    """refwd's optimizer for the case; ``rule`` replaces its rule if given (a per-tensor step function), or its
+    class (a refwd optimizer class: the mutants of the class's constructor or shell)."""
     groups = [dict(overrides, params=chosen) for chosen, overrides in group_names(case, names)]
-    optimizer = OPTIMIZERS[case.optimizer].refwd_class(groups, **case.kwargs)
-    if rule is not None:
+    refwd_class = rule if isinstance(rule, type) else OPTIMIZERS[case.optimizer].refwd_class
+    optimizer = refwd_class(groups, **case.kwargs)
+    if rule is not None and not isinstance(rule, type):
         optimizer.rule = rule
     return optimizer
 
