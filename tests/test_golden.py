@@ -1,4 +1,5 @@
-"""The golden recording (tests/data/golden/: torch 2.13.0 on CPU, the whole CPU matrix), replayed.
+"""The golden recording (tests/data/golden/: torch 2.13.0 on CPU, the whole CPU matrix), replayed; and a piece of
+the first recording (tests/data/golden-schema1/: refwd 0.1's layout, schema 1), which this refwd still reads.
 
 - Against the installed torch, when it is 2.13.0: every reproducible case must be bit-identical.
 - Against the reference, always: refwd's rules and gradients are checked against the recorded torch numbers,
@@ -20,7 +21,8 @@ from refwd_validation.cases import select  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
-GOLDEN = Path(__file__).parent / "data" / "golden"  # torch 2.13.0 on CPU, recorded by refwd 0.1 (schema 1)
+GOLDEN = Path(__file__).parent / "data" / "golden"  # torch 2.13.0 on CPU, recorded by refwd 0.2 (schema 2)
+SCHEMA_1 = Path(__file__).parent / "data" / "golden-schema1"  # the sgd-plain cases, as refwd 0.1 recorded them
 MANIFEST = json.loads((GOLDEN / record.MANIFEST).read_text(encoding="utf-8"))
 CASE_IDS = [entry["id"] for entry in MANIFEST["cases"]]
 
@@ -35,7 +37,16 @@ def test_the_golden_recording_is_torch_2_13_0_on_cpu_over_the_whole_matrix(golde
     assert golden.manifest["devices"] == ["cpu"]
     ids = record.cases_to_compare(golden, select, devices=["cpu"])  # raises if the matrix changed since
     assert ids == CASE_IDS
-    assert sum(path.stat().st_size for path in GOLDEN.rglob("*") if path.is_file()) < 20_000_000
+    assert sum(path.stat().st_size for path in GOLDEN.rglob("*") if path.is_file()) < 24_000_000
+
+
+def test_a_schema_1_recording_still_reads_and_agrees_with_the_reference():
+    old = record.load(SCHEMA_1)
+    assert old.manifest["schema_version"] == 1 and len(old.cases) == 6
+    for case_id, recorded in old.cases.items():
+        assert recorded.case.config == "sgd-plain"   # schema 1 had no config: it is rebuilt from the id
+        result = record.check_reference(recorded)
+        assert result.ok, f"{case_id}: {result.status}: {result.detail}"
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)

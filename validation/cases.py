@@ -119,6 +119,16 @@ class Case:
         """[(parameter name, element index, value)] injected into the gradients at 1-based ``step``."""
         return [(name, index, value) for name, at, index, value in self.inject if at == step]
 
+    def step_grads(self, step, all_grads):
+        """The grads the optimizer gets at 1-based ``step`` from autograd's ``all_grads``: None where the case has
+        no grad, the injected values set (in copies)."""
+        grads = {name: None if self.grad_is_none(name, step) else grad for name, grad in all_grads.items()}
+        for name, index, value in self.injected(step):
+            if grads.get(name) is not None:
+                grads[name] = grads[name].copy()
+                grads[name][index] = value
+        return grads
+
 
 def _hp(**kwargs):
     return tuple(kwargs.items())

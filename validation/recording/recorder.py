@@ -44,6 +44,8 @@ class Recorder:
         self.tapes = {}
 
     def tape(self, case):
+        if case.kind != "trajectory":
+            return None
         self.tapes[case.id] = twin.Tape(case)
         return self.tapes[case.id]
 
@@ -51,6 +53,8 @@ class Recorder:
         pass
 
     def result(self, result):
+        if result.case.kind != "trajectory":   # the constructor checks: nothing to record
+            return
         steps, error = self.tapes.pop(result.case.id).finish()
         irreproducible = first_irreproducible_step(steps, record_trajectory(result.case)[0])
         reference = {"status": str(result.status), "worst_ulps": jsonable(result.worst_ulps), "detail": result.detail}

@@ -16,6 +16,7 @@ import numpy as np
 from .. import scenario, tolerance, twin
 from ..cases import CASE_IDS, CASES, Case
 from ..compare import Comparer, Mismatch, jsonable
+from .store import case_definition
 from ..outcomes import Check, Drift
 from ..harness import error_scales_of_gradients, run_case
 from ..outcomes import Status
@@ -122,7 +123,7 @@ def compare_case(recorded):
     """Replay ``recorded`` (a :class:`RecordedCase`) under the installed torch; return a :class:`CaseComparison`."""
     comparison = CaseComparison(case=recorded.case)
     try:
-        with twin.one_thread():
+        with twin.one_thread(), np.errstate(all="ignore"):   # an injected inf or NaN spreads through the scales
             _replay(recorded, _Tally(comparison, recorded.irreproducible_step))
     except Exception as error:  # the installed torch crashed where the recorded one did not
         comparison.status = Drift.ERROR
@@ -183,7 +184,7 @@ def _replay_recorded_error(case, stepper, recorded, last, recorded_error):
     state = {name: {} for name in params} if last is None else last.new_state
     x, y = scenario.batch(case, step)
     _, grads = stepper.loss_and_grads(params, x, y, scenario.loss_scale(case, step))
-    grads = {name: None if case.grad_is_none(name, step) else grad for name, grad in grads.items()}
+    grads = case.step_grads(step, grads)
     lrs = [lr * case.lr_factor(step) for lr in stepper.base_lrs]
     try:
         stepper.step(params, grads, state, lrs)
@@ -287,7 +288,8 @@ def cases_to_compare(recording, select_cases, devices=None):
                              f"{', '.join(not_recorded)} was asked for; record on that device first")
     recorded = [c.case for c in recording.cases.values() if c.case.device in devices]
     wanted = {case.id for case in select_cases(recorded)}
-    current = {case.id for case in select_cases([case for case in CASES if case.device in devices])}
+    current = {case.id for case in select_cases([case for case in CASES if case.device in devices
+                                                 and case.kind == "trajectory"])}   # what a recording holds
     only_recorded = sorted(wanted - current)
     if only_recorded:
         raise RecordingError(f"case {only_recorded[0]!r} is in the recording but not in this refwd's case matrix "
@@ -300,8 +302,9 @@ def cases_to_compare(recording, select_cases, devices=None):
     ids = [case.id for case in recorded if case.id in wanted]
     for case_id in ids:
         then, now = recording.cases[case_id].case, CASE_IDS[case_id]
-        if then != now:
-            changed = [f.name for f in dataclasses.fields(Case) if getattr(then, f.name) != getattr(now, f.name)]
+        then_fields, now_fields = case_definition(then), case_definition(now)   # NaN as text: comparable
+        if then_fields != now_fields:
+            changed = [f.name for f in dataclasses.fields(Case) if then_fields[f.name] != now_fields[f.name]]
             raise RecordingError(f"case {case_id!r}: its definition changed since the recording "
                                  f"({', '.join(changed)}); the numbers are not comparable: record again")
     if not ids:

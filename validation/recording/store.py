@@ -74,6 +74,11 @@ def case_from_definition(definition, where, schema_version=SCHEMA_VERSION):
     unknown = sorted(set(definition) - names)
     if unknown:
         raise RecordingError(f"{where}: unknown case fields {unknown} (recorded by a newer refwd?)")
+    definition = dict(definition)
+    if isinstance(definition.get("inject"), list):   # the injected values are stored as "inf", "-inf", "nan"
+        definition["inject"] = [[*entry[:3], float(entry[3])] if isinstance(entry, list) and len(entry) == 4
+                                and isinstance(entry[3], (str, int, float)) else entry
+                                for entry in definition["inject"]]
     try:
         return Case(**{key: _tupled(value) for key, value in definition.items()})
     except TypeError as error:
@@ -294,7 +299,7 @@ class RecordedCase:
                 step=step, lrs=[float(lr) for lr in self.arrays["lrs"][step - 1]],
                 loss_scale=scenario.loss_scale(case, step), x=_as(self.tensor("x", step), compute),
                 y=_as(self.tensor("y", step), compute), params=values("param", step - 1), all_grads=grads,
-                grads={name: None if case.grad_is_none(name, step) else grad for name, grad in grads.items()},
+                grads=case.step_grads(step, grads),
                 loss=float(self.arrays["loss"][step - 1]), state=state(step - 1),
                 new_params=values("param", step), new_state=state(step))
         if self.error:
