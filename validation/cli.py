@@ -13,10 +13,10 @@ import argparse
 import concurrent.futures
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import sys
-import threading
 import time
 
 import refwd
@@ -195,6 +195,8 @@ def validate(argv, *, stdout=None, stderr=None):
 
 
 def _validate(args, stdout, stderr):
+    if not (args.list or args.record or args.against or args.fuzz is not None) and (args.jobs or 2) > 1:
+        start_pool_server(len(os.sched_getaffinity(0)) if args.jobs is None else args.jobs)
     try:
         import torch
     except ImportError:
@@ -460,14 +462,18 @@ def run(cases, reporters, *, rules=None, recorder=None, run_one=None, jobs=1):
 
 
 def _pool_context():
-    """fork where this process runs one thread (the command line: workers start at once, torch imported); else
-    forkserver, whose workers fork from a fresh single-threaded server that imported the harness once: forking a
-    process with other threads (pytest-xdist's, a caller's) can copy a lock another thread holds, and hang."""
-    if threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
+    """forkserver: the workers fork from a fresh one-thread server that imported the harness (and torch) once.
+    Forking this process instead can hang a worker: torch's own threads (invisible to Python) may hold a lock."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["refwd_validation.harness"])
+    context.set_forkserver_preload(["refwd_validation.harness", "torch._dynamo"])   # torch.optim imports _dynamo
     return context
+
+
+def start_pool_server(jobs):
+    """Start the pool's server now, so that it imports torch while this process does (``run`` uses it)."""
+    if jobs > 1:
+        _pool_context()
+        multiprocessing.forkserver.ensure_running()
 
 
 def _worker():

@@ -84,22 +84,22 @@ class Comparer:
     def failed(self):
         return bool(self.mismatches)
 
-    def compare(self, check, step, parameter, key, first, second, error_scale, exact=False):
+    def compare(self, check, step, parameter, key, first, second, error_scale, exact=False, signed_zeros=None):
         """Compare two arrays elementwise against the budget of ``key``; return the mismatch found, or None.
 
         Where ``exact`` (a boolean mask, or one bool) the two must agree exactly in what is not finite, NaN against
         NaN and each inf against the same inf, even where the error scale is infinite: the elements whose inputs
         were not finite, where IEEE arithmetic decides the outcome. Elsewhere a non-finite value is a difference
         like any other, except where the error model calls the element indeterminate (an infinite scale: a
-        cancellation under a square root, an overflow). Zeros' signs must agree everywhere but in sums
-        (:data:`SUMS`).
+        cancellation under a square root, an overflow). Zeros' signs must agree where the value is exact (error
+        scale 0) or ``exact``, unless ``signed_zeros`` is False (default: everywhere but in sums, :data:`SUMS`).
         """
-        worst = self.measure(check, step, parameter, key, first, second, error_scale, exact)
+        worst = self.measure(check, step, parameter, key, first, second, error_scale, exact, signed_zeros)
         if worst is None or worst.ulps <= worst.budget:
             return None
         return self.record(worst)
 
-    def measure(self, check, step, parameter, key, first, second, error_scale, exact=False):
+    def measure(self, check, step, parameter, key, first, second, error_scale, exact=False, signed_zeros=None):
         """The worst element of ``first`` against ``second`` as a :class:`Mismatch` (within the budget or not;
         None for empty arrays), the worst figures updated. Arrays of different shapes are a mismatch at once."""
         budget = tolerance.budget(self.dtype, key)
@@ -109,7 +109,11 @@ class Comparer:
             return self.mismatch(check, step, parameter, key, budget=budget,
                                  message=f"{self.sides[0]} has shape {first.shape}, {self.sides[1]} {second.shape}")
         ulps = tolerance.ulps(first, second, error_scale, self.dtype)
-        ulps = np.where(unlike(first, second, exact=exact, signed_zeros=key not in SUMS), np.inf, ulps)
+        # a zero's sign is compared where the value is exact (scale 0) or IEEE decides it (non-finite inputs):
+        # elsewhere a zero may be the rounding of a tiny number of either sign (an underflow in float16)
+        signed_zeros = (key not in SUMS if signed_zeros is None else signed_zeros) & (
+            (np.asarray(error_scale) == 0) | np.asarray(exact))
+        ulps = np.where(unlike(first, second, exact=exact, signed_zeros=signed_zeros), np.inf, ulps)
         self.worst.setdefault((check, key), Worst()).update(ulps, tolerance.relative_error(first, second))
         if not ulps.size:
             return None
@@ -160,12 +164,12 @@ SUMS = ("grad", "loss")
 
 def unlike(first, second, *, exact=True, signed_zeros=True):
     """Where two arrays differ in what no budget covers: (where ``exact``) a NaN against a number or an inf against
-    anything but the same inf, and (``signed_zeros``) +0.0 against -0.0. The budget is for finite values only."""
+    anything but the same inf, and (where ``signed_zeros``) +0.0 against -0.0. The budget is for finite values only.
+    ``exact`` and ``signed_zeros`` are boolean masks that broadcast against the arrays, or single bools."""
     with np.errstate(invalid="ignore"):
         same = (first == second) | (np.isnan(first) & np.isnan(second))
         out = ~(np.isfinite(first) & np.isfinite(second)) & ~same & exact
-        if signed_zeros:
-            out = out | ((first == 0) & (second == 0) & (np.signbit(first) != np.signbit(second)))
+        out = out | ((first == 0) & (second == 0) & (np.signbit(first) != np.signbit(second)) & signed_zeros)
     return out
 
 

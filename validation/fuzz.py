@@ -27,6 +27,7 @@ with the shrink phase on and only that signature failing, so hypothesis shrinks 
 Each is printed as a ``Case(...)`` literal and a ``python -c`` command that reruns it (:func:`replay`).
 """
 import dataclasses
+import math
 import random
 import sys
 import time
@@ -37,7 +38,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed as hypothesis_seed, settings, strategies as st
 
 from . import harness, scenario, twin
-from .cases import LOW_PRECISION, LOWP_LOSS_SCALE, SHORT_DTYPES, Case
+from .cases import FUSED_AMSGRAD_KEEPS_ITS_MAX, LOW_PRECISION, LOWP_LOSS_SCALE, SHORT_DTYPES, Case
 from .defects import KNOWN_DEFECTS
 from .optimizers import OPTIMIZERS, TORCH_OPTIMIZERS
 from .outcomes import Status
@@ -53,6 +54,7 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 IMPLS = ("forloop", "foreach", "fused")
 SCHEDULE_FACTORS = (1.0, 0.5, 2.0, 0.25, 0.0)
+NONFINITE = (math.inf, -math.inf, math.nan)   # injected into one gradient element at one step
 MAX_STEPS = 12
 
 # Hyperparameter values: the default first (so that it shrinks away), then ordinary values, then edge values.
@@ -141,7 +143,15 @@ def cases(draw, optimizers=TORCH_OPTIMIZERS, dtypes=DTYPES, impls=IMPLS):
     fields["seed"] = draw(st.integers(0, 1000))
     if optimizer == "sgd" and impl == "fused" and gaps:
         fields["expect_error"] = FUSED_SGD_LATE_GRAD
+    shapes = {name: np.shape(value) for name, value in scenario.initial_params(probe).items()}
+    injections = draw(st.lists(st.tuples(st.sampled_from(names), st.integers(1, steps), st.sampled_from(NONFINITE)),
+                               max_size=2))   # shrinks to none
+    if injections:
+        fields["inject"] = tuple((name, step, tuple(draw(st.integers(0, size - 1)) for size in shapes[name]), value)
+                                 for name, step, value in injections)
     hyper = draw(hyperparameters(optimizer))
+    if impl == "fused" and injections and dict(hyper).get("amsgrad"):
+        fields["expect_error"] = FUSED_AMSGRAD_KEEPS_ITS_MAX   # the matrix's documented difference
     return Case(id=fuzz_id(0, optimizer, dtype, impl), config="fuzz", optimizer=optimizer, hyperparameters=hyper,
                 model=model, dtype=dtype, impl=impl, steps=steps, description="drawn by refwd validate --fuzz",
                 **fields)
@@ -232,11 +242,20 @@ def known_defect(result):
 
 
 def literal(case):
-    """The case as a ``Case(...)`` literal of its non-default fields, to paste into cases.py."""
-    fields = [f"{field.name}={getattr(case, field.name)!r}" for field in dataclasses.fields(Case)
+    """The case as a ``Case(...)`` literal of its non-default fields, to paste into cases.py (an injected inf or
+    NaN written ``float('inf')``, ``float('nan')``)."""
+    fields = [f"{field.name}={_source(getattr(case, field.name))}" for field in dataclasses.fields(Case)
               if field.name in ("id", "config", "optimizer")
               or getattr(case, field.name) != field.default]
     return f"Case({', '.join(fields)})"
+
+
+def _source(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float('{value}')"
+    if isinstance(value, tuple):
+        return f"({', '.join(map(_source, value))}{',' if len(value) == 1 else ''})"
+    return repr(value)
 
 
 def rerun_command(case):

@@ -182,6 +182,8 @@ def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, 
                 tensor.grad = None
             grads[name] = None if tensor.grad is None else all_grads[name]
         for name, index, value in case.injected(step):   # an inf, -inf or NaN in one element of one grad
+            if named[name].grad is None:
+                continue
             with torch.no_grad():
                 named[name].grad[index] = value
             grads[name] = to_numpy(named[name].grad, dtype)
