@@ -39,8 +39,8 @@ def target_cases(target, *, dtype=None, case=None, quick=False):
     float32 only (it gets NumPy arrays).
     """
     scenarios = OPTIMIZERS[target.reference].scenarios or target.reference   # SGDW runs SGD's scenarios
-    chosen = [dataclasses.replace(c, optimizer=target.reference)
-              for c in select(CASES, optimizer=scenarios, device="cpu")]
+    chosen = [dataclasses.replace(c, optimizer=target.reference)   # trajectories: the constructors are refwd's
+              for c in select(CASES, optimizer=scenarios, device="cpu") if c.kind == "trajectory"]
     quick_dtypes = {c.config: c.dtype for c in chosen if c.quick}
     dtypes = ("float64", "float32") if target.kind in (FUNCTION, OPTAX) else None
     out, seen = [], set()
