@@ -19,7 +19,8 @@ import pytest
 import refwd
 from refwd_validation import contracts
 from refwd_validation.cases import CASES
-from refwd_validation.mutants import FREE_RUNNING, LOCKSTEP, MUTANTS, Mutant, cheapest_case
+from refwd_validation.mutants import MUTANTS
+from refwd_validation.mutation import FREE_RUNNING, LOCKSTEP, Mutant, cheapest_case
 from refwd_validation.optimizers import OPTIMIZERS as REGISTRY
 from refwd_validation.optimizers import MATRIX_OPTIMIZERS
 from refwd_validation.outcomes import Check

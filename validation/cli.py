@@ -6,20 +6,16 @@ nothing, torch missing (with the install hint), cuda asked for and absent, an un
 recording path that cannot be written (checked before any case runs), 130 interrupted (Ctrl-C: the cases
 finished so far are summarised).
 
-A run feeds every result to a list of *reporters* (objects with ``start(cases)``, ``result(result)`` and
-``finish(results, seconds)``): the progress display, and under ``--record`` the recorder.
+Cases run through :mod:`refwd_validation.runner` (a pool of processes, reporters fed in case order).
 """
 import argparse
-import concurrent.futures
 import json
-import multiprocessing
-import multiprocessing.forkserver
 import os
-import signal
 import sys
-import time
 
 import refwd
+
+from .runner import Progress, run, start_pool_server
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 INSTALL_HINT = "python -m pip install torch"
@@ -310,34 +306,6 @@ def _select(filters, quick, cuda_available):
     return cases
 
 
-class Progress:
-    """Progress on stderr (tqdm: a bar on a terminal, sparse lines elsewhere), and a line per failure."""
-
-    def __init__(self, stream, quiet=False, verbose=False):
-        self.stream, self.quiet, self.verbose = stream, quiet, verbose
-
-    def start(self, cases):
-        from tqdm import tqdm  # late: `refwd --version` runs on refwd's own dependencies
-        tqdm.monitor_interval = 0   # no monitor thread: a one-thread process may fork its worker pool (run)
-        self.bad = 0
-        terminal = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.bar = tqdm(total=len(cases), file=self.stream, disable=self.quiet, unit="case", leave=False,
-                        mininterval=1.0 if terminal else 10.0, dynamic_ncols=True)  # a log gets a line per 10 s
-
-    def result(self, result):
-        self.bad += not result.ok
-        if not self.quiet and (self.verbose or not result.ok):
-            self.bar.write(f"{result.case.id}: {result.status} ({result.detail})", file=self.stream)
-        self.bar.set_postfix_str(f"{self.bad} failing", refresh=False)
-        self.bar.update()
-
-    def finish(self, results, seconds):
-        self.bar.close()
-
-    def interrupted(self):
-        self.bar.close()
-
-
 def _check(args, stdout, stderr):
     """``refwd check TARGET --as NAME ...``; returns the exit code (0 agrees, 1 differs, 2 usage)."""
     import importlib.util
@@ -415,72 +383,6 @@ def _jobs(requested):
     if requested is not None and requested < 1:
         raise UsageError(f"--jobs must be at least 1, got {requested}")
     return requested or len(os.sched_getaffinity(0))
-
-
-def run(cases, reporters, *, rules=None, recorder=None, run_one=None, jobs=1):
-    """Run ``cases``, feeding each result to the reporters in case order; return (results, seconds, interrupted).
-
-    ``jobs`` > 1 runs them in a pool of that many processes (``concurrent.futures``); ``rules``, ``recorder``
-    and ``run_one`` need this process. Ctrl-C (KeyboardInterrupt) stops the run: the results so far are
-    returned with ``interrupted`` True, and the reporters are not finished (a recording gets no manifest: it is
-    incomplete, and never loads).
-    """
-    from .harness import run_case
-    for reporter in reporters:
-        reporter.start(cases)
-    started = time.perf_counter()
-    results = []
-    pool = None
-    try:
-        if jobs > 1 and len(cases) > 1 and rules is None and recorder is None and run_one is None:
-            pool = concurrent.futures.ProcessPoolExecutor(min(jobs, len(cases)), mp_context=_pool_context(),
-                                                          initializer=_worker)
-            # the longest runs first, so that no worker is left with one at the end; results come back in case order
-            longest_first = sorted(range(len(cases)), key=lambda index: -cases[index].total_steps)
-            futures = {index: pool.submit(run_case, cases[index]) for index in longest_first}
-            outcomes = (futures[index].result() for index in range(len(cases)))
-        else:
-            outcomes = (run_one(case) if run_one else run_case(
-                case, rules=rules, trajectory=None if recorder is None else recorder.tape(case)) for case in cases)
-        for result in outcomes:
-            results.append(result)
-            for reporter in reporters:
-                reporter.result(result)
-    except KeyboardInterrupt:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        for reporter in reporters:
-            getattr(reporter, "interrupted", lambda: None)()
-        return results, time.perf_counter() - started, True
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    seconds = time.perf_counter() - started
-    for reporter in reporters:
-        reporter.finish(results, seconds)
-    return results, seconds, False
-
-
-def _pool_context():
-    """forkserver: the workers fork from a fresh one-thread server that imported the harness (and torch) once.
-    Forking this process instead can hang a worker: torch's own threads (invisible to Python) may hold a lock."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["refwd_validation.harness", "torch._dynamo"])   # torch.optim imports _dynamo
-    return context
-
-
-def start_pool_server(jobs):
-    """Start the pool's server now, so that it imports torch while this process does (``run`` uses it)."""
-    if jobs > 1:
-        _pool_context()
-        multiprocessing.forkserver.ensure_running()
-
-
-def _worker():
-    """A pool process: Ctrl-C is the parent's to handle; torch on one thread (:func:`twin.one_thread`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
-    torch.set_num_threads(1)
 
 
 def _against(args, filters, torch, stdout, stderr):

@@ -189,7 +189,7 @@ def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, 
             grads[name] = to_numpy(named[name].grad, dtype)
         optimizer.step()
         saved = None
-        if step == case.round_trip_at:
+        if step == case.round_trip_at and make_optimizer is None:   # a target's state_dict is not torch's
             optimizer, saved = round_trip(case, optimizer, named)
         new_params = {name: to_numpy(tensor, dtype) for name, tensor in named.items()}
         if read_state is None:
