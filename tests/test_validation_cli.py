@@ -2,6 +2,7 @@
 import io
 import json
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -19,9 +20,49 @@ OTHER = "adam-plain-f32-fused-cpu"
 
 
 def run(*argv):
+    """``refwd validate ARGV`` in this process (``--jobs 1`` unless given: the tests' monkeypatches live here)."""
     out, err = io.StringIO(), io.StringIO()
-    code = cli.validate(list(argv), stdout=out, stderr=err)
+    argv = list(argv) if "--jobs" in argv else ["--jobs", "1", *argv]
+    code = cli.validate(argv, stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
+
+
+def test_the_pool_gives_what_one_process_gives(tmp_path):
+    reports = {}
+    for jobs in ("1", "2"):
+        path = tmp_path / f"jobs{jobs}.json"
+        code, out, err = run("--jobs", jobs, "--quick", "--optimizer", "sgd,adamw", "--json", str(path))
+        assert code == 0, out + err
+        reports[jobs] = [(case["id"], case["status"], case["worst_ulps"], case["steps"])
+                         for case in json.loads(path.read_text())["cases"]]
+    assert reports["1"] == reports["2"] and len(reports["1"]) > 10   # the same cases, in case order, same numbers
+
+
+def test_ctrl_c_ends_the_pool_at_once():
+    from refwd_validation import runner
+    from refwd_validation.cases import quick_cases
+
+    class InterruptAfterTwo:
+        def start(self, cases):
+            self.seen = 0
+
+        def result(self, result):
+            self.seen += 1
+            if self.seen == 2:
+                raise KeyboardInterrupt
+
+        def finish(self, results, seconds):
+            raise AssertionError("an interrupted run is not finished")
+
+    started = time.perf_counter()
+    results, _, interrupted = runner.run(list(quick_cases()), [InterruptAfterTwo()], jobs=2)
+    assert interrupted and len(results) == 2   # the second result was kept, then Ctrl-C
+    assert time.perf_counter() - started < 60   # no wait for the queued cases (about 10 s of them)
+
+
+def test_bad_jobs_is_a_usage_error():
+    code, out, err = run("--jobs", "0", "--case", SMALL)
+    assert code == 2 and "--jobs must be at least 1" in err
 
 
 def test_passing_run_exits_0_with_summary_and_reports(tmp_path):

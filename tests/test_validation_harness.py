@@ -112,9 +112,9 @@ def test_a_cuda_case_without_cuda_is_an_error_not_a_crash():
 
 
 def test_cuda_cases_mirror_the_cpu_matrix():
-    cpu = {c.id[:-len("-cpu")] for c in CASES if c.device == "cpu"}
+    cpu = {c.id[:-len("-cpu")] for c in CASES if c.device == "cpu" and c.kind == "trajectory"}
     cuda = {c.id[:-len("-cuda")] for c in CASES if c.device == "cuda"}
-    assert cpu == cuda
+    assert cpu == cuda   # the constructor checks run on the cpu only
 
 
 def test_known_defect_table_hides_nothing_else():
@@ -202,6 +202,8 @@ FLAGS = {
     "rmsprop": ["momentum", "centered", "maximize", "weight_decay"],
     "adam": ["amsgrad", "maximize", "weight_decay", "decoupled_weight_decay"],
     "adamw": ["amsgrad", "maximize", "weight_decay"],
+    "sgdw": ["momentum", "nesterov", "maximize", "weight_decay", "decay_convention"],
+    "rmspropw": ["momentum", "centered", "maximize", "weight_decay", "decay_convention"],
 }
 
 
@@ -212,11 +214,12 @@ def test_every_optimizer_flag_and_impl_is_covered(cases):
         mine = [c for c in cpu if c.optimizer == optimizer]
         for flag in FLAGS[optimizer]:
             assert any(_has(c, flag) for c in mine), (optimizer, flag)
-        impls = {c.impl for c in mine}
+        impls = {c.impl for c in mine if c.kind == "trajectory"}
         assert impls == ({*IMPLS} if REGISTRY[optimizer].fused else {"forloop", "foreach"}), (optimizer, impls)
         assert {"float64", "float32"} <= {c.dtype for c in mine}
         assert any(_has(c, "weight_decay") and _has(c, "maximize") for c in mine), (optimizer, "maximize with decay")
-        assert any(not _has(c, "weight_decay") for c in mine) or optimizer == "adamw", (optimizer, "no decay")
+        assert any(not _has(c, "weight_decay") for c in mine) or optimizer in ("adamw", "sgdw", "rmspropw"), (
+            optimizer, "no decay")
 
 
 def test_quick_is_a_fraction_of_the_matrix():
@@ -228,7 +231,7 @@ def test_matrix_has_the_required_shapes_layouts_and_schedules():
     cpu = _cpu(CASES)
     assert {c.dtype for c in cpu} == {"float64", "float32", "float16", "bfloat16"}
     assert {c.device for c in CASES} == {"cpu", "cuda"}
-    assert all(c.steps >= 5 for c in cpu)
+    assert all(c.steps >= 4 for c in cpu if c.kind == "trajectory")
     sizes = set()
     for c in cpu:
         for n_in, n_out in zip(c.model[:-1], c.model[1:]):
@@ -241,11 +244,11 @@ def test_matrix_has_the_required_shapes_layouts_and_schedules():
     assert any(dict(c.groups[1][1]).get("weight_decay") == 0.0 for c in cpu if c.groups[1:])  # biases excluded
     assert any(c.grad_none for c in cpu) and any(c.lr_schedule for c in cpu) and any(c.loss_decay < 1 for c in cpu)
     assert all(c.free_steps >= 100 for c in cpu if c.free_steps)
-    assert {c.optimizer for c in cpu if c.free_steps} == set(OPTIMIZERS)
+    assert {c.optimizer for c in cpu if c.free_steps} == {"sgd", "rmsprop", "adam", "adamw"}   # torch's four
     betas = [c.kwargs["betas"] for c in cpu if "betas" in c.kwargs]
     assert (0.0, 0.99) in betas and any(b1 != b2 for b1, b2 in betas) and any(b2 <= 0.5 for _, b2 in betas)
     assert any(c.kwargs.get("eps", 0) >= 1e-3 for c in cpu)
-    assert any(c.kwargs["lr"] * c.kwargs.get("weight_decay", 0) >= 0.1 for c in cpu)
+    assert any(c.kwargs.get("lr", 0) * c.kwargs.get("weight_decay", 0) >= 0.1 for c in cpu)
 
 
 def test_seed_cases_are_present():
@@ -274,7 +277,7 @@ def test_seed_line_script_prints_the_same_digits_as_torch():
 
 def test_select_rejects_unknown_values_in_one_line():
     from refwd_validation.cases import UnknownFilterError
-    for kwargs in (dict(optimizer="sgdw"), dict(impl="cuda"), dict(dtype="half"), dict(device="mps"),
+    for kwargs in (dict(optimizer="lamb"), dict(impl="cuda"), dict(dtype="half"), dict(device="mps"),
                    dict(case="x")):
         with pytest.raises(UnknownFilterError) as info:
             select(**kwargs)

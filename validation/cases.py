@@ -351,7 +351,7 @@ def _scenarios(device):
 
 def _generated(device):
     """The flag product, the defaults, the long runs, the non-finite injections, the round trips, the
-    constructors. --quick takes each optimizer's all-flags-on case and one of each other kind."""
+    constructors. --quick takes each optimizer's no-flag and all-flags-on cases and one of each other kind."""
     cpu = device == "cpu"
     for optimizer in OPTIMIZERS:
         impls = _impls_for(optimizer)
@@ -362,8 +362,8 @@ def _generated(device):
                              lr_schedule=SCHEDULE)
             dtype = F64_F32[len(on) % 2]      # by the number of flags on: each flag meets both dtypes
             for impl in impls:
-                yield _make(config, dtype, impl, device, steps=6, free_steps=0,
-                            quick=cpu and number == len(combinations) - 1 and impl == impls[-1])
+                quick = number == 0 and impl == impls[0] or number == len(combinations) - 1 and impl == impls[-1]
+                yield _make(config, dtype, impl, device, steps=6, free_steps=0, quick=cpu and quick)
         defaults = _config(f"defaults-{optimizer}", optimizer, (), f"{optimizer} at torch's defaults", model=MLP3)
         for impl in impls:
             yield _make(defaults, "float32", impl, device, steps=5, free_steps=0, quick=cpu and impl == impls[0])

@@ -71,17 +71,31 @@ def run(cases, reporters, *, rules=None, recorder=None, run_one=None, jobs=1):
                 reporter.result(result)
     except KeyboardInterrupt:
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop(pool)
         for reporter in reporters:
             getattr(reporter, "interrupted", lambda: None)()
         return results, time.perf_counter() - started, True
-    finally:
+    except BaseException:
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            _stop(pool)
+        raise
+    if pool is not None:
+        pool.shutdown(wait=True)
     seconds = time.perf_counter() - started
     for reporter in reporters:
         reporter.finish(results, seconds)
     return results, seconds, False
+
+
+def _stop(pool):
+    """End the pool now (Ctrl-C, or a reporter's error): the queued cases are cancelled and the running ones not
+    waited for; their workers are terminated."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 def _pool_context():
