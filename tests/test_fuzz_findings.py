@@ -10,7 +10,11 @@ against torch now (the Case literals are the fuzzer's shrunk reproducers).
 - a float16 weight gradient whose partial sums overflow in torch (∞ − ∞ = NaN) while their float64 total is
   finite: a sum whose absolute terms exceed the dtype's range is indeterminate;
 - float16 SGD with lr = 1e-6: torch holds the lr in float16, where it is subnormal (1.0133e-6, 27 u away): a
-  coefficient's error model is its actual rounding error, not u.
+  coefficient's error model is its actual rounding error, not u;
+- AdamW with β₁ = 0, maximize and a dead ReLU unit: exp_avg = lerp(+0.0, −0.0, 1) is −0.0 in torch's vector loop
+  and +0.0 in its scalar tail; the sign of such a zero is not compared (docs/oracle.md, findings 9);
+- an inf injected into the grad of a parameter that has none at that step: nothing to inject, in the twin as in
+  the replay (the harness crashed).
 """
 import pytest
 
@@ -41,6 +45,13 @@ FOUND = [
          hyperparameters=(("lr", 0.01), ("maximize", True)), model=(3, 2),
          groups=(("weights", (("weight_decay", 0.0), ("lr", 0.1))), ("biases", (("weight_decay", 0.0), ("lr", 1e-06)))),
          dtype="float16", steps=3, loss_scale=64.0, batch=1, seed=171, description="a subnormal float16 lr"),
+    Case(id="fuzz-5-adamw-f64-forloop-cpu", config="fuzz", optimizer="adamw",
+         hyperparameters=(("lr", 0.01), ("betas", (0.0, 0.999)), ("maximize", True)), model=(3, 1, 2), activation="relu",
+         groups=(("weights", (("weight_decay", 0.0), ("lr", 0.01))), ("biases", (("weight_decay", 0.0), ("lr", 1.5)))),
+         steps=2, seed=1, description="a lerp weight of 1 and a -0.0 gradient"),
+    Case(id="fuzz-3-sgd-f64-forloop-cpu", config="fuzz", optimizer="sgd", hyperparameters=(("lr", 0.01),), model=(1, 1),
+         steps=1, grad_none=(("weight", (1,)),), inject=(("weight", 1, (0, 0), float("inf")),),
+         description="an inf injected into a grad that is None"),
 ]
 
 

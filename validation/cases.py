@@ -364,7 +364,7 @@ def _generated(device):
             for impl in impls:
                 quick = number == 0 and impl == impls[0] or number == len(combinations) - 1 and impl == impls[-1]
                 yield _make(config, dtype, impl, device, steps=6, free_steps=0, quick=cpu and quick)
-        defaults = _config(f"defaults-{optimizer}", optimizer, (), f"{optimizer} at torch's defaults", model=MLP3)
+        defaults = _config(f"defaults-{optimizer}", optimizer, (), f"{optimizer} with no hyperparameter given", model=MLP3)
         for impl in impls:
             yield _make(defaults, "float32", impl, device, steps=5, free_steps=0, quick=cpu and impl == impls[0])
         for dtype in LONG_DTYPES:
