@@ -295,8 +295,9 @@ LONG = {   # hyperparameters of the 1,000-step runs: the defaults' β's (β₂�
 LONG_DTYPES = ("float32", "bfloat16", "float16")
 NONFINITE = (("inf", math.inf), ("ninf", -math.inf), ("nan", math.nan))
 INJECTED_AT = ("2.weight", 2, (1, 3))    # the element, and the step of 4, where the non-finite value goes
-# fused Adam/AdamW's amsgrad max is std::max(max, v), which keeps the old max where v is NaN (docs/oracle.md, findings)
-FUSED_AMSGRAD_KEEPS_ITS_MAX = "max_exp_avg_sq["
+# fused Adam/AdamW's amsgrad max is std::max(max, v) in the kernel's scalar tail, which keeps the old max where v is
+# NaN: refwd's max (and param) NaN where torch's are numbers (docs/oracle.md, findings 8)
+FUSED_AMSGRAD_KEEPS_ITS_MAX = "refwd nan vs torch"
 
 
 def flag_combinations(optimizer):

@@ -301,9 +301,10 @@ def cases_to_compare(recording, select_cases, devices=None):
     ids = [case.id for case in recorded if case.id in wanted]
     for case_id in ids:
         then, now = recording.cases[case_id].case, CASE_IDS[case_id]
-        # NaN as text, comparable; what does not change the numbers (its --quick membership, its words) left out
+        # NaN as text, comparable; what does not change the numbers (--quick membership, words, documented torch
+        # behaviour) left out
         then_fields, now_fields = ({key: value for key, value in case_definition(case).items()
-                                    if key not in ("quick", "description")} for case in (then, now))
+                                    if key not in ("quick", "description", "expect_error")} for case in (then, now))
         if then_fields != now_fields:
             changed = [name for name in then_fields if then_fields[name] != now_fields[name]]
             raise RecordingError(f"case {case_id!r}: its definition changed since the recording "
