@@ -275,3 +275,26 @@ def test_ctrl_c_while_comparing_with_a_recording_exits_130(tmp_path, interrupt_a
     code, out, err = run("--against", str(tmp_path / "rec"), "--case", ids, "-q")
     assert code == 130 and "Traceback" not in err
     assert "interrupted after 2 of 3 cases" in out and out.count("| sgd-plain-") == 2
+
+
+@pytest.mark.parametrize("version, supported", [("2.3.1", False), ("2.4.0", True), ("2.4.1+cu121", True),
+                                                ("2.13.0+cpu", True), ("2.14.1", True), ("3.0.0", False),
+                                                ("1.13.1", False), ("2.15.0.dev20261201", True)])
+def test_the_supported_torch_range(version, supported):
+    message = cli.unsupported_torch(version)
+    assert (message is None) == supported
+    if not supported:
+        assert version in message and cli.SUPPORTED_TORCH in message
+
+
+def test_an_older_torch_is_a_usage_error_naming_both_versions(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch, "__version__", "2.3.1+cpu")
+    code, out, err = run("--case", SMALL)
+    assert code == 2 and "torch 2.3.1+cpu is installed" in err and ">=2.4,<3" in err
+
+
+def test_setup_py_states_the_same_range():
+    from pathlib import Path
+    setup = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    assert f'"torch{cli.SUPPORTED_TORCH}"' in setup

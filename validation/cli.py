@@ -19,6 +19,7 @@ from .runner import Progress, run, start_pool_server
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 INSTALL_HINT = "python -m pip install torch"
+SUPPORTED_TORCH = ">=2.4,<3"   # as setup.py's "validate" extra says (tests/test_validation_cli.py checks they agree)
 
 
 class UsageError(Exception):
@@ -198,6 +199,10 @@ def _validate(args, stdout, stderr):
     except ImportError:
         print(f"refwd validate: torch is not installed; install it with: {INSTALL_HINT}", file=stderr)
         return EXIT_USAGE
+    unsupported = unsupported_torch(torch.__version__)
+    if unsupported:
+        print(f"refwd validate: {unsupported}", file=stderr)
+        return EXIT_USAGE
     if args.markdown and not args.against or args.against and (args.record or args.junit):
         print("refwd validate: --markdown goes with --against, and --against with neither --record nor --junit",
               file=stderr)
@@ -312,6 +317,11 @@ def _check(args, stdout, stderr):
     if importlib.util.find_spec("torch") is None:  # the scenarios' torch models and torch-style targets need it
         print(f"refwd check: torch is not installed; install it with: {INSTALL_HINT}", file=stderr)
         return EXIT_USAGE
+    import torch
+    unsupported = unsupported_torch(torch.__version__)
+    if unsupported:
+        print(f"refwd check: {unsupported}", file=stderr)
+        return EXIT_USAGE
     from . import report
     from .check import check_case, preflight, target_cases
     from .statemap import StateMapError
@@ -377,6 +387,17 @@ def target_from_arguments(args):
         raise UsageError(f"--hyper takes REFWD=TARGET, got {args.hyper}")
     return make_target(args.target, args.reference, kwargs=kwargs, hyper=hyper, state_map=args.state,
                        params_only=args.params_only)
+
+
+def unsupported_torch(version):
+    """Why the torch of ``version`` is outside :data:`SUPPORTED_TORCH` (one line naming both), or None."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+    installed = Version(Version(version.split("+")[0]).base_version)
+    if installed in SpecifierSet(SUPPORTED_TORCH):
+        return None
+    return (f"torch {version} is installed, but refwd {refwd.__version__} supports torch{SUPPORTED_TORCH}; install "
+            f"a supported one, e.g. python -m pip install 'torch{SUPPORTED_TORCH}'")
 
 
 def _jobs(requested):
