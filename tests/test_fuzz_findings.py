@@ -14,7 +14,9 @@ against torch now (the Case literals are the fuzzer's shrunk reproducers).
 - AdamW with β₁ = 0, maximize and a dead ReLU unit: exp_avg = lerp(+0.0, −0.0, 1) is −0.0 in torch's vector loop
   and +0.0 in its scalar tail; the sign of such a zero is not compared (docs/oracle.md, findings 9);
 - an inf injected into the grad of a parameter that has none at that step: nothing to inject, in the twin as in
-  the replay (the harness crashed).
+  the replay (the harness crashed);
+- fused AdamW with lr·λ = 1: refwd's θ(1 − γλ) is exactly 0, the fused kernel's θ − γ(λθ) leaves u·|θ|; the error
+  model of the decoupled shrink adds |ρθ| to that of (1 − ρ)θ, which covers both.
 """
 import pytest
 
@@ -52,6 +54,9 @@ FOUND = [
     Case(id="fuzz-3-sgd-f64-forloop-cpu", config="fuzz", optimizer="sgd", hyperparameters=(("lr", 0.01),), model=(1, 1),
          steps=1, grad_none=(("weight", (1,)),), inject=(("weight", 1, (0, 0), float("inf")),),
          description="an inf injected into a grad that is None"),
+    Case(id="fuzz-1-adamw-f64-fused-cpu", config="fuzz", optimizer="adamw",
+         hyperparameters=(("lr", 0.1), ("eps", 10.0), ("weight_decay", 10.0)), model=(1, 1), impl="fused", steps=1,
+         description="decoupled decay with lr times weight_decay = 1"),
 ]
 
 

@@ -261,6 +261,14 @@ def _decoupled_rate(lr, weight_decay, decay_convention, initial_lr):
     return lr * weight_decay
 
 
+def _shrunk(param, rate):
+    """Decoupled decay's θ(1 − ρ), in both forms: refwd multiplies by 1 − ρ (the coefficient rounded in the param's
+    dtype), torch's fused kernel subtracts γ(λθ), whose product is rounded even where 1 − ρ is exact (ρ = 1:
+    refwd's 0, the kernel's residual of about u·|θ|): the scale is the first form's plus |ρθ|."""
+    shrunk = (1 - rate) * param
+    return Scaled(shrunk.value, shrunk.scale + abs(rate) * np.abs(param.value), shrunk.dtype)
+
+
 def sgd(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
         maximize=False, lr_placement="outside_momentum", momentum_init="first_grad"):
     if maximize:
@@ -321,7 +329,7 @@ def adam(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0
         grad = -grad
     if weight_decay != 0:
         if decoupled_weight_decay:
-            param = (1 - _decoupled_rate(lr, weight_decay, decay_convention, initial_lr)) * param
+            param = _shrunk(param, _decoupled_rate(lr, weight_decay, decay_convention, initial_lr))
         else:
             grad = grad + weight_decay * param
     exp_avg = beta1 * state.get("exp_avg", zeros) + (1 - beta1) * grad
@@ -353,7 +361,7 @@ adamw = functools.partial(adam, decoupled_weight_decay=True)   # as refwd's adam
 def sgdw(param, grad, state, *, lr, weight_decay=0.0, decay_convention="torch", initial_lr=None, **sgd_keywords):
     """SGDW: the decoupled shrink, then SGD without L2 (refwd's sgdw_step)."""
     if weight_decay != 0:
-        param = (1 - _decoupled_rate(lr, weight_decay, decay_convention, initial_lr)) * param
+        param = _shrunk(param, _decoupled_rate(lr, weight_decay, decay_convention, initial_lr))
     return sgd(param, grad, state, lr=lr, **sgd_keywords)
 
 
@@ -361,7 +369,7 @@ def rmspropw(param, grad, state, *, lr, weight_decay=0.0, decay_convention="torc
              **rmsprop_keywords):
     """RMSpropW: the decoupled shrink, then RMSprop without L2 (refwd's rmspropw_step)."""
     if weight_decay != 0:
-        param = (1 - _decoupled_rate(lr, weight_decay, decay_convention, initial_lr)) * param
+        param = _shrunk(param, _decoupled_rate(lr, weight_decay, decay_convention, initial_lr))
     return rmsprop(param, grad, state, lr=lr, **rmsprop_keywords)
 
 
