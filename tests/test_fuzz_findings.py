@@ -56,7 +56,9 @@ FOUND = [
          description="an inf injected into a grad that is None"),
     Case(id="fuzz-1-adamw-f64-fused-cpu", config="fuzz", optimizer="adamw",
          hyperparameters=(("lr", 0.1), ("eps", 10.0), ("weight_decay", 10.0)), model=(1, 1), impl="fused", steps=1,
-         description="decoupled decay with lr times weight_decay = 1"),
+         description="decoupled decay with lr times weight_decay = 1"),    Case(id="fuzz-1-adam-f16-forloop-cpu", config="fuzz", optimizer="adam",
+         hyperparameters=(("lr", 0.01), ("betas", (0.0, 0.999))), model=(6, 9, 1, 4), activation="sigmoid",
+         dtype="float16", steps=2, loss_scale=64.0, description="float16 non-finite inputs: torch's overflows decide"),
 ]
 
 
