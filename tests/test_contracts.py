@@ -19,11 +19,13 @@ FLAGS = [("SGD", dict(lr=0.1)), ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True
 
 def run(optimizer, kwargs, dtype, steps=3):
     rng = np.random.default_rng(0)
-    params = {"w": rng.normal(size=(2, 3)).astype(dtype), "b": rng.normal(size=2).astype(dtype)}
+    params = {"w": rng.normal(size=(2, 3)).astype(dtype), "b": rng.normal(size=2).astype(dtype),
+              "s": np.asarray(rng.normal(), dtype=dtype)}   # a 0-d param: NumPy's arithmetic gives scalars there
     opt = getattr(refwd.optim, optimizer)(params, **kwargs)
     found = []
     for step in range(steps):
-        grads = {"w": rng.normal(size=(2, 3)).astype(dtype), "b": None if step == 1 else rng.normal(size=2).astype(dtype)}
+        grads = {"w": rng.normal(size=(2, 3)).astype(dtype), "b": None if step == 1 else rng.normal(size=2).astype(dtype),
+                 "s": np.asarray(rng.normal(), dtype=dtype)}
         given = contracts.inputs(params, grads, opt.state)
         params = opt.step(params, grads)
         found += contracts.violations(given, params, opt.state)

@@ -15,6 +15,8 @@ against torch now (the Case literals are the fuzzer's shrunk reproducers).
   and +0.0 in its scalar tail; the sign of such a zero is not compared (docs/oracle.md, findings 9);
 - an inf injected into the grad of a parameter that has none at that step: nothing to inject, in the twin as in
   the replay (the harness crashed);
+- a 0-d parameter (a broadcast bias): refwd's rules gave back NumPy scalars, not 0-d arrays (the contract check);
+  the shell gives back 0-d arrays;
 - fused AdamW with lr·λ = 1: refwd's θ(1 − γλ) is exactly 0, the fused kernel's θ − γ(λθ) leaves u·|θ|; the error
   model of the decoupled shrink adds |ρθ| to that of (1 − ρ)θ, which covers both.
 """
@@ -59,6 +61,9 @@ FOUND = [
          description="decoupled decay with lr times weight_decay = 1"),    Case(id="fuzz-1-adam-f16-forloop-cpu", config="fuzz", optimizer="adam",
          hyperparameters=(("lr", 0.01), ("betas", (0.0, 0.999))), model=(6, 9, 1, 4), activation="sigmoid",
          dtype="float16", steps=2, loss_scale=64.0, description="float16 non-finite inputs: torch's overflows decide"),
+    Case(id="fuzz-1-rmsprop-f32-forloop-cpu", config="fuzz", optimizer="rmsprop",
+         hyperparameters=(("lr", 0.01), ("momentum", 0.9)), model=(3, 5, 1), dtype="float32", steps=3,
+         scalar_bias=True, description="a 0-d param: refwd's rules gave back NumPy scalars"),
 ]
 
 

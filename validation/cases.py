@@ -60,6 +60,7 @@ class Case:
       hyperparameters, each rejected by refwd as by torch; the run's fields are unused).
     - ``inject``: (parameter name, step, element index, value) tuples: after backward at that 1-based step,
       the element of torch's gradient is set to the value (inf, -inf, NaN), so both sides step on it.
+    - ``scalar_bias``: the last layer (of one output) has a 0-d bias, broadcast over the batch: a 0-d parameter.
     - ``round_trip_at``: > 0 for a state_dict round trip after that step: refwd's lock-step optimizer is loaded
       from torch's ``state_dict()``, and torch goes on with a new optimizer loaded from refwd's.
     - ``expect_error``: "" normally. Otherwise torch is documented (docs/oracle.md, findings) to raise an error
@@ -93,6 +94,7 @@ class Case:
     kind: str = "trajectory"
     inject: tuple = ()
     round_trip_at: int = 0
+    scalar_bias: bool = False
 
     @property
     def kwargs(self):

@@ -118,7 +118,10 @@ def cases(draw, optimizers=TORCH_OPTIMIZERS, dtypes=DTYPES, impls=IMPLS):
     fields = {}
     if len(model) > 2:
         fields["activation"] = draw(st.sampled_from(ACTIVATIONS))
-    probe = Case(id="probe", config="fuzz", optimizer=optimizer, model=model)
+    if model[-1] == 1 and draw(st.booleans()):   # a 0-d parameter: the last layer's bias
+        fields["scalar_bias"] = True
+    probe = Case(id="probe", config="fuzz", optimizer=optimizer, model=model,
+                 scalar_bias=fields.get("scalar_bias", False))
     names = [name for layer in scenario.layer_names(probe) for name in layer]
     if draw(st.booleans()):   # weights and biases in two groups, each with its own weight decay and lr
         fields["groups"] = tuple(

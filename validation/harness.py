@@ -368,6 +368,7 @@ class FreeRunning:
         comparer.compare(Check.FREE_RUNNING, step, None, "loss", loss, torch_step.loss, loss_scale)
         for group, lr in zip(self.optimizer.param_groups, torch_step.lrs):
             group["lr"] = lr
+        grads = case.step_grads(step, grads)   # the case's injected values, as torch got them
         self.params = self.optimizer.step(self.params, {name: grads[name] for name in grads
                                                         if torch_step.grads[name] is not None})
         hyperparameters = scenario.group_hyperparameters(self.optimizer, torch_step.lrs)

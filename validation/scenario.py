@@ -44,12 +44,20 @@ def layer_names(case):
 
 
 def initial_params(case):
-    """The initial params in refwd's compute dtype (float16/bfloat16: drawn in float32, rounded, upcast)."""
+    """The initial params in refwd's compute dtype (float16/bfloat16: drawn in float32, rounded, upcast); with
+    ``scalar_bias``, the last bias as a 0-d array (refwd's ``x Wᵀ + b`` broadcasts it)."""
     model = refwd_model(case)
     if case.lowp:
         params = model.init(seed=case.seed, dtype="float32")
-        return {name: round_to(value, case.dtype) for name, value in params.items()}
-    return model.init(seed=case.seed, dtype=case.dtype)
+        params = {name: round_to(value, case.dtype) for name, value in params.items()}
+    else:
+        params = model.init(seed=case.seed, dtype=case.dtype)
+    if case.scalar_bias:
+        last_bias = layer_names(case)[-1][1]
+        if params[last_bias].shape != (1,):
+            raise ValueError(f"case {case.id}: scalar_bias needs a last layer of one output, not {case.model}")
+        params[last_bias] = params[last_bias].reshape(())
+    return params
 
 
 def batch(case, step):

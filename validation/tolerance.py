@@ -456,12 +456,12 @@ def loss_and_grad_scales(layers, activation, x, y, dtype, *, loss_scale=1.0, par
     grad_out = grad_out._rounded(grad_out.value, grad_out.scale)
     grads = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
-        weight, _ = layers[i]
+        weight, bias = layers[i]
         s_weight = param_scales[i][0]
         h_in = inputs[i]
         g_weight = _matmul(Scaled(grad_out.value.T, grad_out.scale.T, dtype), h_in, grad_out.value.shape[0])
-        g_bias = _sum_rows(grad_out)
-        grads[i] = (g_weight.scale, g_bias.scale)
+        g_bias = _sum_rows(grad_out)   # a 0-d bias (broadcast) gets the same sum, as a 0-d array
+        grads[i] = (g_weight.scale, g_bias.scale.reshape(np.shape(bias)))
         if i > 0:
             grad_h = _matmul(grad_out, scaled(weight, s_weight), weight.shape[0])
             grad_out = _activation_backward(grad_h, pre[i - 1], inputs[i], activation)

@@ -83,6 +83,9 @@ def torch_model(case, params):
             if i < len(model.sizes) - 2:
                 layers.append(activations[model.activation]())
         torch_model = nn.Sequential(*layers)
+    if case.scalar_bias:   # the last Linear's bias as a 0-d parameter (F.linear broadcasts it)
+        last = torch_model if isinstance(torch_model, nn.Linear) else torch_model[-1]
+        last.bias = nn.Parameter(torch.zeros(()))
     torch_model = torch_model.to(device=torch_device(case), dtype=getattr(torch, case.dtype))
     named = dict(torch_model.named_parameters())
     if list(named) != list(params):

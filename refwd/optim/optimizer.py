@@ -107,6 +107,10 @@ class Optimizer:
                 self._check_overflow(name, param, hyperparameters)
                 with np.errstate(all="ignore"):  # torch neither checks nor warns: NaN and Inf propagate
                     new_params[name], new_state = self._step_one(param, grad, state, hyperparameters)
+                if param.ndim == 0:  # NumPy's arithmetic on 0-d arrays gives scalars: give back 0-d arrays
+                    new_params[name] = np.asarray(new_params[name])
+                    new_state = {key: np.asarray(value) if isinstance(value, np.generic) else value
+                                 for key, value in new_state.items()}
                 if new_state or name in self.state:  # as torch, SGD without momentum keeps no state at all
                     self.state[name] = new_state
         return new_params
