@@ -11,7 +11,7 @@ import math
 import pytest
 
 from refwd_validation import scenario
-from refwd_validation.cases import CASES, FLAGS, IMPLS, OPTIMIZERS, quick_cases
+from refwd_validation.cases import CASES, FLAGS, IMPLS, OPTIMIZERS, PATHS, quick_cases
 from refwd_validation.optimizers import OPTIMIZERS as REGISTRY
 
 CPU = [case for case in CASES if case.device == "cpu"]
@@ -24,8 +24,17 @@ def flag_values(case):
     return {flag: kwargs.get(flag, off) != off for flag, (off, _) in FLAGS[case.optimizer].items()}
 
 
+def kernels(optimizer):
+    return {"forloop", "foreach"} | ({"fused"} if REGISTRY[optimizer].fused else set())
+
+
 def impls(optimizer):
-    return {impl for impl in IMPLS if impl != "fused" or REGISTRY[optimizer].fused}
+    """On the CPU every flag value meets each kernel and, for torch's own optimizers, the differentiable and tensor-lr
+    paths, the compiled step, and GradScaler where torch has a fused kernel (capturable is cuda only)."""
+    if not REGISTRY[optimizer].torch_class:
+        return kernels(optimizer)
+    return kernels(optimizer) | {"differentiable", "tensor-lr", "compiled"} | (
+        {"grad-scaler"} if REGISTRY[optimizer].fused else set())
 
 
 def valid(optimizer, values):
@@ -59,7 +68,7 @@ def test_each_flag_value_meets_every_impl_and_both_dtypes(optimizer):
 def test_defaults_long_runs_nonfinite_and_round_trips(optimizer):
     mine = [case for case in TRAJECTORIES if case.optimizer == optimizer]
     defaults = [case for case in mine if not case.hyperparameters]
-    assert {case.impl for case in defaults} == impls(optimizer)
+    assert {case.impl for case in defaults} == kernels(optimizer)
     assert {case.dtype for case in mine if case.steps >= 1000} == {"float32", "bfloat16", "float16"}
     injected = {(case.kwargs.get(flag, FLAGS[optimizer][flag][0]) != FLAGS[optimizer][flag][0], flag,
                  repr(value)) for case in mine for _, _, _, value in case.inject for flag in FLAGS[optimizer]}
@@ -99,3 +108,34 @@ def test_quick_has_every_flag_and_every_kind_of_case():
     assert any(case.round_trip_at for case in quick)
     assert any(case.free_steps for case in quick) and any(case.grad_none for case in quick)
     assert any(case.lr_schedule for case in quick) and any(case.groups for case in quick)
+
+
+def test_the_paths_run_every_flag_and_scenario_and_quick_has_one_of_each():
+    """differentiable and tensor-lr run every flag combination and scenario of torch's own optimizers that the
+    for-loop runs; capturable the same for RMSprop, Adam and AdamW on cuda; every path is in IMPLS and --quick has
+    one case of each path the CPU runs."""
+    assert set(PATHS) <= set(IMPLS)
+    for optimizer in ("sgd", "rmsprop", "adam", "adamw"):
+        forloop = {case.config for case in TRAJECTORIES if case.optimizer == optimizer and case.impl == "forloop"
+                   and not case.config.startswith(("free-", "seed-", "lowp-", "long-", "nonfinite-", "roundtrip-",
+                                                   "defaults-"))}
+        for path in ("differentiable", "tensor-lr"):
+            assert forloop == {case.config for case in TRAJECTORIES if case.optimizer == optimizer
+                               and case.impl == path}, (optimizer, path)
+        cuda = {case.config for case in CASES if case.device == "cuda" and case.optimizer == optimizer
+                and case.impl == "capturable"}
+        assert cuda == (set() if optimizer == "sgd" else forloop), optimizer
+    quick = {case.impl for case in quick_cases()}
+    assert {"compiled", "differentiable", "tensor-lr", "grad-scaler"} <= quick
+
+
+def test_the_grad_scaler_cases_skip_steps_and_the_compiled_ones_keep_their_lr():
+    scaled = [case for case in TRAJECTORIES if case.impl == "grad-scaler"]
+    assert {case.optimizer for case in scaled} == {"sgd", "adam", "adamw"}
+    assert {"float32", "float16"} <= {case.dtype for case in scaled}
+    for case in scaled:   # at least one step GradScaler must skip, before the last step
+        assert any(not math.isfinite(value) and at < case.steps for _, at, _, value in case.inject), case.id
+    assert any(at == 1 for case in scaled for _, at, _, _ in case.inject)   # a skipped first step
+    compiled = [case for case in TRAJECTORIES if case.impl == "compiled"]
+    assert {case.optimizer for case in compiled} == {"sgd", "rmsprop", "adam", "adamw"}
+    assert all(not case.lr_schedule for case in compiled)   # dynamo recompiles for every lr it sees

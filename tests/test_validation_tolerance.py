@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import refwd
-from refwd_validation import tolerance
+from refwd_validation import gradient_scales, tolerance
 from refwd_validation.optimizers import OPTIMIZERS
 
 torch = pytest.importorskip("torch")  # the float32 representability check of coefficients asks torch
@@ -147,7 +147,7 @@ def test_gradient_error_bound_holds_for_refwd_in_float32(activation, sizes):
     loss64, grads64 = refwd.value_and_grad(lambda p: refwd.mse(model(p, x.astype(np.float64)),
                                                                y.astype(np.float64)))(p64)
     layers = [(p64[f"{2 * i}.weight"], p64[f"{2 * i}.bias"]) for i in range(len(sizes) - 1)]
-    s_loss, s_grads = tolerance.loss_and_grad_scales(layers, activation, x.astype(np.float64),
+    s_loss, s_grads = gradient_scales.loss_and_grad_scales(layers, activation, x.astype(np.float64),
                                                      y.astype(np.float64), "float32")
     u = tolerance.unit_roundoff("float32")
     assert abs(float(loss32) - float(loss64)) <= u * s_loss

@@ -14,7 +14,7 @@ In Python::
 import dataclasses
 
 from . import scenario
-from .cases import CASES, case_id, select
+from .cases import CASES, KERNELS, case_id, select
 from .diagnose import profile_rules
 from .harness import run_case
 from .optimizers import OPTIMIZERS
@@ -40,7 +40,8 @@ def target_cases(target, *, dtype=None, case=None, quick=False):
     """
     scenarios = OPTIMIZERS[target.reference].scenarios or target.reference   # SGDW runs SGD's scenarios
     chosen = [dataclasses.replace(c, optimizer=target.reference)   # trajectories: the constructors are refwd's
-              for c in select(CASES, optimizer=scenarios, device="cpu") if c.kind == "trajectory"]
+              for c in select(CASES, optimizer=scenarios, device="cpu", impl=KERNELS)   # torch's paths are torch's
+              if c.kind == "trajectory"]
     quick_dtypes = {c.config: c.dtype for c in chosen if c.quick}
     dtypes = ("float64", "float32") if target.kind in (FUNCTION, OPTAX) else None
     out, seen = [], set()

@@ -85,19 +85,23 @@ def build_parser():
     validate = commands.add_parser(
         "validate", prog="refwd validate",
         help="run torch's optimizers against refwd, step by step (needs torch; see 'refwd validate --help')",
-        description="Check torch's SGD, RMSprop, Adam and AdamW (for-loop, foreach and fused implementations, on "
-                    "cpu and cuda) against refwd's reference, step by step. Each case runs three checks: "
+        description="Check torch's SGD, RMSprop, Adam and AdamW (for-loop, foreach and fused implementations, "
+                    "torch.compile, capturable, differentiable, a Tensor lr and GradScaler, on cpu and cuda) "
+                    "against refwd's reference, step by step. Each case runs three checks: "
                     "lock-step (refwd's rule on torch's params, grads and state gives torch's next ones), "
                     "gradients and loss against torch's autograd, and a free-running trajectory in float64.",
-        epilog="Exit codes: 0 all passed (known torch defects included), 1 a case failed or errored, 2 usage "
-               "error, torch missing, or cuda asked for and absent. Filters combine with each other and with "
+        epilog="Exit codes: 0 all passed (known torch defects, and cases the installed torch cannot run, "
+               "included: both are counted apart), 1 a case failed or errored, 2 usage error, torch missing or "
+               "outside the supported versions, or cuda asked for and absent. Filters combine with each other and with "
                "--quick; each takes one value, a comma-separated list, or is repeated.")
     select = validate.add_argument_group("selecting cases")
     select.add_argument("--quick", action="store_true",
                         help="a subset that still covers every optimizer, flag and implementation, in float64 and "
                              "float32 (seconds)")
     select.add_argument("--optimizer", action="append", metavar="NAME", help="sgd, rmsprop, adam, adamw")
-    select.add_argument("--impl", action="append", metavar="IMPL", help="forloop, foreach, fused")
+    select.add_argument("--impl", action="append", metavar="IMPL",
+                        help="torch's kernels forloop, foreach, fused, and its other paths compiled (torch.compile), "
+                             "capturable (cuda), differentiable, tensor-lr, grad-scaler (GradScaler, fused)")
     select.add_argument("--dtype", action="append", metavar="DTYPE", help="float64, float32, float16, bfloat16")
     select.add_argument("--device", action="append", metavar="DEVICE",
                         help="cpu, cuda (default: cpu, and cuda when torch has a CUDA device)")

@@ -29,6 +29,8 @@ failure's pinpoint is kept, with the worst ULPs and relative difference seen per
 ``rules`` replaces refwd's per-tensor rule for an optimizer key ({"adam": my_adam_step}), in the lock-step
 and the free-running check alike: the mutant tests inject broken rules through it.
 """
+import functools
+import inspect
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -37,14 +39,14 @@ import numpy as np
 
 import refwd
 
-from . import constructor_errors, contracts, scenario, tolerance
-from .cases import Case
+from . import capabilities, constructor_errors, contracts, gradient_scales, scenario, tolerance
+from .cases import TENSOR_SCALAR_PATHS, Case
 from .compare import Comparer, Mismatch, format_ulps, jsonable
 from .dtypes import round_to
 from .defects import classify
 from .optimizers import OPTIMIZERS
 from .outcomes import Check, Status
-from .twin import torch_trajectory
+from .twin import Tape, torch_impl_kwargs, torch_trajectory
 
 
 @dataclass
@@ -59,6 +61,8 @@ class CaseResult:
     defect: object = None                          # the KnownDefect entry, for status "known-defect"
     note: str | None = None                        # e.g. the documented torch error of an expect_error case
     torch_version: str | None = None
+    unsupported: str | None = None                 # why the installed torch cannot run the case (status UNSUPPORTED)
+    fallbacks: tuple = ()                          # ops the twin wrote out for this torch: ("what → instead", ...)
 
     @property
     def passed(self):
@@ -66,8 +70,9 @@ class CaseResult:
 
     @property
     def ok(self):
-        """Passing, or failing only as a listed known torch defect (the run's exit code stays 0)."""
-        return self.status in (Status.PASS, Status.KNOWN_DEFECT)
+        """Passing, failing only as a listed known torch defect, or not runnable by the installed torch (the run's
+        exit code stays 0)."""
+        return self.status in (Status.PASS, Status.KNOWN_DEFECT, Status.UNSUPPORTED)
 
     @property
     def worst_ulps(self):
@@ -86,6 +91,8 @@ class CaseResult:
             return self.failure.describe()
         if self.error is not None:
             return self.error
+        if self.unsupported is not None:
+            return f"unsupported by torch {self.torch_version}: {self.unsupported}"
         if self.note is not None:
             return self.note
         return f"worst {format_ulps(self.worst_ulps)} ulp"
@@ -119,7 +126,12 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
             import torch
             torch_version = torch.__version__
         result.torch_version = torch_version
-        if case.kind == "constructor":
+        if trajectory is None or isinstance(trajectory, Tape):   # a live run: can the installed torch run it?
+            result.unsupported = capabilities.unsupported(case, torch_impl_kwargs(case))
+            result.fallbacks = tuple(f"{what} written as {instead}" for what, instead in capabilities.fallbacks(case))
+        if result.unsupported is not None:
+            result.status = Status.UNSUPPORTED
+        elif case.kind == "constructor":
             check_constructors(case, comparer, (rules or {}).get(case.optimizer))
         else:
             error_scale_rule = (error_scale_rules or {}).get(case.optimizer,
@@ -138,6 +150,9 @@ def run_case(case, *, rules=None, trajectory=None, torch_version=None, sides=("r
             result.status = Status.ERROR
             result.error = text
     else:
+        if result.status == Status.UNSUPPORTED:
+            result.seconds = time.perf_counter() - started
+            return result
         result.status = Status.FAIL if comparer.failed else Status.PASS
         first = comparer.mismatches[0].describe() if comparer.failed else ""
         if case.expect_error and case.expect_error in first:
@@ -235,7 +250,7 @@ def check_gradients(case, model, comparer, torch_step):
 def error_scales_of_gradients(case, torch_step, param_scales=None):
     """The error scales of the loss and of each gradient at torch's params: (loss scale, {name: scale})."""
     params = {name: np.asarray(value, dtype=np.float64) for name, value in torch_step.params.items()}
-    loss_scale, per_layer = tolerance.loss_and_grad_scales(
+    loss_scale, per_layer = gradient_scales.loss_and_grad_scales(
         scenario.layers(case, params), scenario.activation(case), np.asarray(torch_step.x, dtype=np.float64),
         np.asarray(torch_step.y, dtype=np.float64), case.dtype, loss_scale=torch_step.loss_scale,
         param_scales=None if param_scales is None else scenario.layers(case, param_scales))
@@ -248,11 +263,14 @@ def check_lockstep(case, optimizer, comparer, torch_step, error_scale_rule=None)
         group["lr"] = lr
     optimizer.state = {name: dict(state) for name, state in torch_step.state.items()}  # refwd never mutates it
     given = {name: grad for name, grad in torch_step.grads.items() if grad is not None}
+    if case.impl == "grad-scaler" and scaler_skips(given):
+        check_skipped_step(comparer, torch_step)
+        return
     before = contracts.inputs(torch_step.params, given, optimizer.state)
     new_params = optimizer.step(torch_step.params, given)
     contracts.check(comparer, torch_step.step, before, new_params, optimizer.state)  # dtype, inputs, aliasing
     hyperparameters = scenario.group_hyperparameters(optimizer, torch_step.lrs)
-    error_scale_rule = error_scale_rule or OPTIMIZERS[case.optimizer].error_scale_rule
+    error_scale_rule = on_path(case, error_scale_rule or OPTIMIZERS[case.optimizer].error_scale_rule)
     for name, param in torch_step.params.items():
         grad, torch_state = torch_step.grads[name], torch_step.new_state[name]
         refwd_state = optimizer.state.get(name, {})
@@ -270,6 +288,31 @@ def check_lockstep(case, optimizer, comparer, torch_step, error_scale_rule=None)
             comparer.compare(Check.LOCKSTEP, torch_step.step, name, key, _rounded(refwd_state[key], case),
                              torch_state[key], scales.get(key, 0.0) + converted, exact,
                              signed_zeros=not lerp_at_one(key, hyperparameters[name]))
+
+
+def on_path(case, error_scale_rule):
+    """The error model of the case's implementation path: on torch's tensor-scalar paths (:data:`TENSOR_SCALAR_PATHS`)
+    a rule that models its scalars' dtype (Adam's bias corrections) is told they are float32 tensors there."""
+    if case.impl in TENSOR_SCALAR_PATHS and "scalar_dtype" in inspect.signature(error_scale_rule).parameters:
+        return functools.partial(error_scale_rule, scalar_dtype="float32")
+    return error_scale_rule
+
+
+def scaler_skips(grads):
+    """GradScaler's rule: a step whose gradients hold an inf or a NaN anywhere is skipped entirely."""
+    return not all(np.isfinite(np.asarray(grad, dtype=np.float64)).all() for grad in grads.values())
+
+
+def check_skipped_step(comparer, torch_step):
+    """2 (grad-scaler). A skipped step leaves every param and state tensor, and the step count, exactly as it was:
+    refwd's side of the comparison is the step not taken (the params and state before it)."""
+    for name, param in torch_step.params.items():
+        before, after = torch_step.state[name], torch_step.new_state[name]
+        comparer.compare_keys(Check.LOCKSTEP, torch_step.step, name, before, after)
+        comparer.compare(Check.LOCKSTEP, torch_step.step, name, "param", param, torch_step.new_params[name], 0.0,
+                         True)
+        for key in sorted(set(before) & set(after) - {"step"}):
+            comparer.compare(Check.LOCKSTEP, torch_step.step, name, key, before[key], after[key], 0.0, True)
 
 
 def lerp_at_one(key, hyperparameters):
@@ -395,7 +438,8 @@ def result_to_dict(result):
         "device": case.device, "hyperparameters": {key: jsonable(value) for key, value in case.hyperparameters},
         "model": list(case.model), "steps": result.steps, "status": str(result.status), "passed": result.passed,
         "seconds": round(result.seconds, 4), "failure": result.failure.to_dict() if result.failure else None,
-        "error": result.error, "note": result.note,
+        "error": result.error, "note": result.note, "unsupported": result.unsupported,
+        "fallbacks": list(result.fallbacks),
         "known_defect": result.defect.to_dict() if result.defect is not None else None,
         "worst_ulps": jsonable(result.worst_ulps),
         "worst": [{"check": str(check), "quantity": quantity, "ulps": jsonable(worst.ulps),

@@ -22,6 +22,7 @@ class Status(str, Enum):
     FAIL = "fail"                   # a check found a difference beyond the budget
     ERROR = "error"                 # torch (or the case) raised
     KNOWN_DEFECT = "known-defect"   # fails exactly as a listed, upstream-confirmed torch defect (defects.py)
+    UNSUPPORTED = "unsupported"     # the installed torch cannot run the case (capabilities.py): counted apart
 
     def __str__(self):
         return self.value
@@ -35,6 +36,7 @@ class Drift(str, Enum):
     BEYOND = "beyond"                       # changed beyond it
     NONDETERMINISTIC = "nondeterministic"   # the recorded torch differed from itself (a listed defect)
     ERROR = "error"                         # the replay raised where the recorded torch did not, or not the same
+    UNSUPPORTED = "unsupported"             # the installed torch cannot run the case (capabilities.py): not compared
 
     def __str__(self):
         return self.value
@@ -43,4 +45,5 @@ class Drift(str, Enum):
     def words(self):
         return {"identical": "bit-identical", "within": "changed within tolerance",
                 "beyond": "changed beyond tolerance", "error": "replay error",
-                "nondeterministic": "not reproducible (torch differed between two runs when recorded)"}[self.value]
+                "nondeterministic": "not reproducible (torch differed between two runs when recorded)",
+                "unsupported": "unsupported by the installed torch (not compared)"}[self.value]

@@ -58,7 +58,8 @@ def _cpu_model():
 
 
 def counts(results):
-    out = {"run": len(results), "passed": 0, "failed": 0, "errors": 0, "known_defects": 0, "expected_errors": 0}
+    out = {"run": len(results), "passed": 0, "failed": 0, "errors": 0, "known_defects": 0, "expected_errors": 0,
+           "unsupported": 0}
     for r in results:
         if r.status == Status.PASS:
             out["passed"] += 1
@@ -68,6 +69,8 @@ def counts(results):
             out["failed"] += 1
         elif r.status == Status.ERROR:
             out["errors"] += 1
+        elif r.status == Status.UNSUPPORTED:
+            out["unsupported"] += 1
         else:
             out["known_defects"] += 1
     return out
@@ -109,7 +112,8 @@ def summary_text(results, seconds, env=None, tool="refwd validate"):
              + (f", CUDA {env['cuda']} on {env['gpu']}" if env.get("gpu") else "")
              + f": {c['run']} cases in {seconds:.1f} s",
              f"  passed {c['passed']}, failed {c['failed']}, errors {c['errors']}, "
-             f"known torch defects {c['known_defects']}"]
+             f"known torch defects {c['known_defects']}"
+             + (f", unsupported by this torch {c['unsupported']}" if c["unsupported"] else "")]
     table = worst_by_optimizer(results)
     if table:
         lines.append(f"  worst ULPs of the error scale (budget {budget:g}), passing cases:")
@@ -122,6 +126,22 @@ def summary_text(results, seconds, env=None, tool="refwd validate"):
         for r in defects:
             lines.append(f"  {r.case.id}: {r.defect.id}, {r.defect.reference}")
             lines.append(f"      {r.detail}")
+    reasons = {}
+    for r in results:
+        if r.status == Status.UNSUPPORTED:
+            reasons.setdefault(r.unsupported, []).append(r.case.id)
+    if reasons:
+        lines.append(f"unsupported by torch {env.get('torch')} (counted apart, not failures):")
+        for reason, ids in reasons.items():
+            lines.append(f"  {len(ids)} case{'s' if len(ids) > 1 else ''}: {reason} (e.g. {ids[0]})")
+    fallbacks = {}
+    for r in results:
+        for fallback in r.fallbacks:
+            fallbacks[fallback] = fallbacks.get(fallback, 0) + 1
+    if fallbacks:
+        lines.append("written out with ops this torch has (the same formula):")
+        for fallback, count in fallbacks.items():
+            lines.append(f"  {count} case{'s' if count > 1 else ''}: {fallback}")
     expected = [r for r in results if r.status == Status.PASS and r.note]
     if expected:
         lines.append("documented torch errors and differences (see docs/oracle.md, findings):" if tool == "refwd validate"
@@ -184,12 +204,14 @@ def write_json(path, results, seconds, env=None, tool="refwd validate", extra=No
 
 
 def junit_tree(results, seconds, tool="refwd validate"):
-    """JUnit XML: one testcase per case; failures and errors as such, known torch defects as skipped."""
+    """JUnit XML: one testcase per case; failures and errors as such, known torch defects and cases the installed
+    torch cannot run as skipped."""
     c = counts(results)
     suites = ET.Element("testsuites", name=tool, tests=str(c["run"]),
                         failures=str(c["failed"]), errors=str(c["errors"]), time=f"{seconds:.3f}")
     suite = ET.SubElement(suites, "testsuite", name=tool.replace(" ", "."), tests=str(c["run"]),
-                          failures=str(c["failed"]), errors=str(c["errors"]), skipped=str(c["known_defects"]),
+                          failures=str(c["failed"]), errors=str(c["errors"]),
+                          skipped=str(c["known_defects"] + c["unsupported"]),
                           time=f"{seconds:.3f}")
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=f"{tool.replace(' ', '.')}.{r.case.optimizer}",
@@ -202,6 +224,8 @@ def junit_tree(results, seconds, tool="refwd validate"):
             node.text = r.error
         elif r.status == Status.KNOWN_DEFECT:
             ET.SubElement(case, "skipped", message=f"known torch defect {r.defect.id}: {r.defect.reference}")
+        elif r.status == Status.UNSUPPORTED:
+            ET.SubElement(case, "skipped", message=r.detail)
         out = ET.SubElement(case, "system-out")
         out.text = "\n".join(f"{check} {quantity}: worst {_fmt(w.ulps)} ulp, rel {w.relative_difference:.3g}"
                              for (check, quantity), w in sorted(r.worst.items()))

@@ -9,13 +9,14 @@ grads and state (the replay of a recording). :func:`one_thread` is the one place
 """
 import contextlib
 import functools
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 import refwd
 
-from . import scenario
+from . import capabilities, scenario
 from .dtypes import LOW_PRECISION
 from .optimizers import OPTIMIZERS
 
@@ -54,11 +55,85 @@ def to_numpy(tensor, dtype):
 
 
 def torch_impl_kwargs(case):
-    if case.impl == "forloop":
-        return {"foreach": False}
-    if case.impl == "foreach":
-        return {"foreach": True}
-    return {"fused": True}
+    """torch's keyword arguments for the case's implementation path (docs/oracle.md, "Implementation paths")."""
+    fused_or_forloop = {"fused": True} if OPTIMIZERS[case.optimizer].fused else {"foreach": False}
+    return {"forloop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True},
+            "compiled": {},                                  # torch's default path, under torch.compile
+            "capturable": {"capturable": True},
+            "differentiable": {"differentiable": True, "foreach": False},
+            "tensor-lr": fused_or_forloop,                   # a Tensor lr goes into the fused kernels as a tensor
+            "grad-scaler": {"fused": True}}[case.impl]
+
+
+def tensor_lr(case, lr):
+    """The case's lr as torch holds it on the tensor-lr path: a 0-d tensor, float64 for float64 params (the same
+    value as the Python float) and float32 otherwise (as ``torch.tensor(lr)`` makes it)."""
+    torch = import_torch()
+    dtype = torch.float64 if case.dtype == "float64" else torch.float32
+    return torch.tensor(lr, dtype=dtype, device=torch_device(case))
+
+
+def set_lr(group, key, lr):
+    """Set a param group's lr for the next step and return the value torch will use: a Tensor lr is filled in
+    place (as torch's schedulers do), and is then the lr rounded to the tensor's dtype."""
+    torch = import_torch()
+    if torch.is_tensor(group[key]):
+        group[key].fill_(lr)
+        return float(group[key].item())
+    group[key] = lr
+    return lr
+
+
+def stepper(case, optimizer):
+    """The call that takes one optimizer step on the case's path (the grad-scaler path steps in :func:`scaled_step`)."""
+    torch = import_torch()
+    if case.impl == "compiled":
+        torch._dynamo.reset()   # a fresh cache per case: graphs kept from earlier cases would reach dynamo's
+        # recompile limit, after which it silently runs eagerly; and no warning that the profiler's record_function
+        # (in every optimizer step) is ignored
+        logging.getLogger("torch._logging._internal").setLevel(logging.ERROR)
+        return torch.compile(optimizer.step)
+    if case.impl == "differentiable":
+        return functools.partial(_step_differentiably, optimizer)
+    return optimizer.step
+
+
+def _step_differentiably(optimizer):
+    """optimizer.step() with ``differentiable=True``, which runs under autograd: the nn.Module's leaf params stop
+    requiring grad for the step (torch refuses an in-place update of a leaf that requires grad), as a
+    meta-learning user's non-leaf params would not trip it."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        optimizer.step()
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+GRAD_SCALER = {"init_scale": 2.0 ** 10, "growth_interval": 2}   # grows every 2 clean steps, halves on an inf
+
+
+def grad_scaler(case, **overrides):
+    """A ``torch.amp.GradScaler`` for the grad-scaler path, else None."""
+    if case.impl != "grad-scaler":
+        return None
+    torch = import_torch()
+    return torch.amp.GradScaler(case.device, **dict(GRAD_SCALER, **overrides))
+
+
+def unscaled(grad, scale):
+    """A gradient of the scaled loss divided by GradScaler's scale (a power of two: exact), kept an array."""
+    return grad if scale == 1.0 else np.asarray(grad / scale)
+
+
+def scaled_step(scaler, optimizer):
+    """GradScaler's step: a fused optimizer gets ``grad_scale`` and ``found_inf`` and unscales inside its kernel,
+    skipping the step where an inf or NaN was found; then the scale is updated."""
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def torch_device(case):
@@ -101,14 +176,24 @@ def torch_optimizer(case, named):
     torch = import_torch()
     groups = [dict(overrides, params=[named[name] for name in chosen])
               for chosen, overrides in scenario.group_names(case, list(named))]
+    kwargs = case.kwargs
+    if case.impl == "tensor-lr":
+        kwargs = dict(kwargs, lr=tensor_lr(case, kwargs["lr"]))
+        groups = [dict(group, lr=tensor_lr(case, group["lr"])) if "lr" in group else group for group in groups]
     optimizer_class = OPTIMIZERS[case.optimizer].torch_optimizer_class(torch)
-    return optimizer_class(groups, **case.kwargs, **torch_impl_kwargs(case))
+    return optimizer_class(groups, **kwargs, **torch_impl_kwargs(case))
 
 
 def loss(case, model, x, y, scale):
-    """torch's MSE loss of the case, times the loss scale."""
+    """torch's MSE loss of the case, times the loss scale. Where the installed torch has no ``mse_loss`` for the
+    dtype and device (float16/bfloat16 on the CPU before torch 2.5), the same mean of squared differences is
+    written out (:func:`refwd_validation.capabilities.fallbacks`)."""
     torch = import_torch()
-    value = torch.nn.functional.mse_loss(model(x), y)
+    output = model(x)
+    if capabilities.mse_loss_supported(case.dtype, case.device):
+        value = torch.nn.functional.mse_loss(output, y)
+    else:
+        value = ((output - y) ** 2).mean()
     return value * scale if scale != 1.0 else value
 
 
@@ -123,6 +208,8 @@ class TorchStep:
     ``transformed`` names the state keys converted from another stored form (one more rounding each).
     ``state_dict``: at a case's ``round_trip_at`` step, torch's ``state_dict()`` after the step (tensors as
     NumPy), which torch then went on from through refwd (:func:`round_trip`); None at other steps.
+    On the grad-scaler path, ``grads`` and ``all_grads`` are torch's scaled gradients divided by the scale (a power
+    of two, so exactly the unscaled ones), as the fused kernel unscales them; ``grad_scale`` is that scale.
     """
 
     step: int
@@ -140,6 +227,7 @@ class TorchStep:
     gradients_checked: bool = True
     transformed: frozenset = frozenset()
     state_dict: dict | None = None
+    grad_scale: float = 1.0
 
 
 def state_numpy(state, dtype):
@@ -163,22 +251,22 @@ def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, 
     torch = import_torch()
     model, named = torch_model(case, scenario.initial_params(case))
     optimizer = (make_optimizer or functools.partial(torch_optimizer, case))(named)
-    base_lrs = [group[lr_key] for group in optimizer.param_groups]
+    step_optimizer, scaler = stepper(case, optimizer), grad_scaler(case)
+    base_lrs = [float(group[lr_key]) for group in optimizer.param_groups]
     device, torch_dtype, dtype = torch_device(case), getattr(torch, case.dtype), case.dtype
     params = {name: to_numpy(tensor, dtype) for name, tensor in named.items()}
     state = {name: {} for name in named}
     for step in range(1, (steps or case.total_steps) + 1):
-        lrs = [lr * case.lr_factor(step) for lr in base_lrs]
-        for group, lr in zip(optimizer.param_groups, lrs):
-            group[lr_key] = lr
+        lrs = [set_lr(group, lr_key, lr * case.lr_factor(step)) for group, lr in zip(optimizer.param_groups, base_lrs)]
         x64, y64 = scenario.batch(case, step)
         x = torch.from_numpy(x64).to(device=device, dtype=torch_dtype)
         y = torch.from_numpy(y64).to(device=device, dtype=torch_dtype)
         scale = scenario.loss_scale(case, step)
         optimizer.zero_grad(set_to_none=True)
         step_loss = loss(case, model, x, y, scale)
-        step_loss.backward()
-        all_grads = {name: to_numpy(tensor.grad, dtype) for name, tensor in named.items()}
+        grad_scale = 1.0 if scaler is None else scaler.get_scale()   # a power of two: unscaling is exact
+        (step_loss if scaler is None else scaler.scale(step_loss)).backward()
+        all_grads = {name: unscaled(to_numpy(tensor.grad, dtype), grad_scale) for name, tensor in named.items()}
         grads = {}
         for name, tensor in named.items():
             if case.grad_is_none(name, step):
@@ -189,11 +277,15 @@ def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, 
                 continue
             with torch.no_grad():
                 named[name].grad[index] = value
-            grads[name] = to_numpy(named[name].grad, dtype)
-        optimizer.step()
+            grads[name] = unscaled(to_numpy(named[name].grad, dtype), grad_scale)
+        if scaler is None:
+            step_optimizer()
+        else:
+            scaled_step(scaler, optimizer)
         saved = None
         if step == case.round_trip_at and make_optimizer is None:   # a target's state_dict is not torch's
             optimizer, saved = round_trip(case, optimizer, named)
+            step_optimizer = stepper(case, optimizer)
         new_params = {name: to_numpy(tensor, dtype) for name, tensor in named.items()}
         if read_state is None:
             new_state = {name: state_numpy(optimizer.state[tensor], dtype) if tensor in optimizer.state else {}
@@ -204,7 +296,7 @@ def torch_trajectory(case, steps=None, *, make_optimizer=None, read_state=None, 
         yield TorchStep(step=step, lrs=lrs, loss_scale=scale, x=to_numpy(x, dtype), y=to_numpy(y, dtype),
                         params=params, all_grads=all_grads, grads=grads, loss=float(step_loss.item()),
                         state=state, new_params=new_params, new_state=new_state, transformed=transformed,
-                        state_dict=saved)
+                        state_dict=saved, grad_scale=grad_scale)
         params, state = new_params, new_state
 
 
@@ -263,7 +355,8 @@ class TorchStepper:
         self.case = case
         self.model, self.named = torch_model(case, initial_params)
         self.optimizer = torch_optimizer(case, self.named)
-        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.step_optimizer = stepper(case, self.optimizer)
+        self.base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
         self.device, self.torch_dtype = torch_device(case), getattr(torch, case.dtype)
 
     def tensor(self, array):
@@ -286,11 +379,16 @@ class TorchStepper:
         """One optimizer step from ``params``, ``grads`` (None: no grad) and ``state``; returns (params, state)."""
         self.load_params(params)
         for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = lr
+            set_lr(group, "lr", lr)
         for name, tensor in self.named.items():
             tensor.grad = None if grads[name] is None else self.tensor(grads[name])
             self._load_state(tensor, state[name])
-        self.optimizer.step()
+        scaler = grad_scaler(self.case, init_scale=1.0)   # the recorded grads are unscaled: a scale of 1
+        if scaler is None:
+            self.step_optimizer()
+        else:
+            scaler.scale(self.torch.ones((), device=self.device))   # makes the scaler's scale tensor
+            scaled_step(scaler, self.optimizer)
         dtype = self.case.dtype
         return ({name: to_numpy(tensor, dtype) for name, tensor in self.named.items()},
                 {name: state_numpy(self.optimizer.state[tensor], dtype) if tensor in self.optimizer.state else {}

@@ -10,8 +10,17 @@ from .store import SCHEMA_VERSION
 
 
 def verdict(comparisons):
-    """One sentence: did torch change, and is it still right?"""
-    changed = [c for c in comparisons if c.status not in (Drift.IDENTICAL, Drift.NONDETERMINISTIC)]
+    """One sentence: did torch change, and is it still right? (And how many cases it could not run.)"""
+    unsupported = sum(c.status == Drift.UNSUPPORTED for c in comparisons)
+    sentence = _verdict([c for c in comparisons if c.status != Drift.UNSUPPORTED])
+    if unsupported:
+        sentence += (f" {unsupported} recorded case(s) need what the installed torch does not have and were not "
+                     "compared (see below).")
+    return sentence
+
+
+def _verdict(comparisons):
+    changed = [c for c in comparisons if c.status not in (Drift.IDENTICAL, Drift.NONDETERMINISTIC, Drift.UNSUPPORTED)]
     wrong = [c for c in comparisons if c.reference is not None and not c.reference.ok]
     irreproducible = sum(c.status == Drift.NONDETERMINISTIC for c in comparisons)
     fixed = [c for c in changed if c.fixed]

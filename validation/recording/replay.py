@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import scenario, tolerance, twin
+from .. import capabilities, scenario, tolerance, twin
 from ..cases import CASE_IDS, CASES, Case
 from ..compare import Comparer, Mismatch, jsonable
 from .store import case_definition
@@ -51,7 +51,7 @@ class CaseComparison:
         """Nothing for CI to stop on: not a replay error, no unexplained change, and correct now."""
         if self.reference is not None and not self.reference.ok:
             return False
-        return self.status in (Drift.IDENTICAL, Drift.WITHIN, Drift.NONDETERMINISTIC) or self.fixed
+        return self.status in (Drift.IDENTICAL, Drift.WITHIN, Drift.NONDETERMINISTIC, Drift.UNSUPPORTED) or self.fixed
 
     def to_dict(self):
         reference = self.reference
@@ -259,7 +259,12 @@ def compare(recording, cases, *, reference=True, progress=None):
     """
     for case_id in cases:
         recorded = recording.cases[case_id]
-        comparison = compare_case(recorded)
+        reason = capabilities.unsupported(recorded.case, twin.torch_impl_kwargs(recorded.case))
+        if reason is None:
+            comparison = compare_case(recorded)
+        else:
+            comparison = CaseComparison(case=recorded.case, status=Drift.UNSUPPORTED,
+                                        error=f"unsupported by torch {capabilities.version()}: {reason}")
         tape = None
         if reference:
             tape = twin.Tape(recorded.case)
