@@ -23,8 +23,7 @@ from refwd_validation.twin import torch_impl_kwargs  # noqa: E402
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture
-def torch_without_decoupled_adam(monkeypatch):
+def _without_decoupled_adam(monkeypatch):
     """The probe's view of torch.optim.Adam without decoupled_weight_decay, as in torch 2.4."""
     real = capabilities._arguments
 
@@ -32,6 +31,11 @@ def torch_without_decoupled_adam(monkeypatch):
         names = real(optimizer)
         return names - {"decoupled_weight_decay"} if optimizer == "adam" else names
     monkeypatch.setattr(capabilities, "_arguments", arguments)
+
+
+@pytest.fixture
+def torch_without_decoupled_adam(monkeypatch):
+    _without_decoupled_adam(monkeypatch)
 
 
 @pytest.fixture
@@ -86,12 +90,28 @@ def test_the_mse_of_low_precision_is_written_out_where_torch_lacks_it(torch_with
     assert run_case(CASE_IDS["adam-plain-f32-forloop-cpu"]).fallbacks == ()
 
 
-def test_a_replay_of_what_this_torch_cannot_run_is_not_compared(torch_without_decoupled_adam, tmp_path):
+def test_a_recording_names_what_its_torch_could_not_run_and_stores_nothing_of_it(torch_without_decoupled_adam,
+                                                                                 tmp_path):
     ids = ["adam-decoupled-f64-forloop-cpu", "adam-plain-f64-forloop-cpu"]
     code = cli.main(["validate", "--case", ",".join(ids), "--jobs", "1", "-q", "--record", str(tmp_path / "rec")],
                     stdout=io.StringIO(), stderr=io.StringIO())
     assert code == 0
     loaded = recording.load(tmp_path / "rec")
+    assert list(loaded.cases) == ["adam-plain-f64-forloop-cpu"]
+    assert loaded.manifest["unsupported_when_recorded"] == {
+        "adam-decoupled-f64-forloop-cpu": "Adam has no argument 'decoupled_weight_decay'"}
+    # replayed where torch can run everything: the case not recorded is said, not an error
+    chosen = recording.cases_to_compare(loaded, lambda cases: [c for c in cases if c.id in ids])
+    assert chosen == ["adam-plain-f64-forloop-cpu"]
+
+
+def test_a_replay_of_what_this_torch_cannot_run_is_not_compared(tmp_path, monkeypatch):
+    ids = ["adam-decoupled-f64-forloop-cpu", "adam-plain-f64-forloop-cpu"]
+    code = cli.main(["validate", "--case", ",".join(ids), "--jobs", "1", "-q", "--record", str(tmp_path / "rec")],
+                    stdout=io.StringIO(), stderr=io.StringIO())
+    assert code == 0
+    loaded = recording.load(tmp_path / "rec")
+    _without_decoupled_adam(monkeypatch)   # recorded by a torch that has it, replayed by one that has not
     comparisons = {c.case.id: c for c in recording.compare(loaded, ids)}
     skipped = comparisons["adam-decoupled-f64-forloop-cpu"]
     assert skipped.status == Drift.UNSUPPORTED and skipped.ok

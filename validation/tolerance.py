@@ -366,8 +366,9 @@ def tensor_scalar_error(betas, step, scalar_dtype, dtype):
     """How far Adam's update moves, relative to itself and in units of the param dtype's u, when its scalars are
     0-d ``scalar_dtype`` tensors, as on torch's capturable/differentiable/compiled paths:
 
-    - bcᵢ = 1 − fl(βᵢᵗ): the power within 1 ulp and the subtraction rounded, so |δbcᵢ| ≤ u_s·(2βᵢᵗ + bcᵢ), which
-      relative to bcᵢ is large where βᵢᵗ is near 1 (bc₂ = 1 − 0.999 at step 1: 2,000 u_s);
+    - bcᵢ = 1 − fl(fl(βᵢ)ᵗ): βᵢ rounded to the scalar dtype (t·u_s in the power), the power within 1 ulp and the
+      subtraction rounded, so |δbcᵢ| ≤ u_s·((t + 2)·βᵢᵗ + bcᵢ), which relative to bcᵢ is large where βᵢᵗ is near
+      1 (bc₂ = 1 − 0.999 at step 1: 3,000 u_s);
     - the update is proportional to 1/bc₁ and to √bc₂ (half bc₂'s relative error), where √bc₂ ≤ bc₂'s weight in
       the denominator √v/√bc₂ + ε;
     - four more roundings of 0-d tensors: the step size lr/bc₁, √bc₂, their product, and ε over the step size
@@ -376,8 +377,8 @@ def tensor_scalar_error(betas, step, scalar_dtype, dtype):
     beta1, beta2 = betas
     powers = [beta ** step for beta in (beta1, beta2)]
     corrections = [1 - power for power in powers]
-    relative_bc1 = (2 * powers[0] + corrections[0]) / corrections[0] if powers[0] else 0.0
-    relative_bc2 = (2 * powers[1] + corrections[1]) / corrections[1] if powers[1] else 0.0
+    relative_bc1 = ((step + 2) * powers[0] + corrections[0]) / corrections[0] if powers[0] else 0.0
+    relative_bc2 = ((step + 2) * powers[1] + corrections[1]) / corrections[1] if powers[1] else 0.0
     units = relative_bc1 + relative_bc2 / 2 + 4
     return units * unit_roundoff(scalar_dtype) / unit_roundoff(dtype)
 

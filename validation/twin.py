@@ -91,7 +91,7 @@ def stepper(case, optimizer):
         torch._dynamo.reset()   # a fresh cache per case: graphs kept from earlier cases would reach dynamo's
         # recompile limit, after which it silently runs eagerly; and no warning that the profiler's record_function
         # (in every optimizer step) is ignored
-        logging.getLogger("torch._logging._internal").setLevel(logging.ERROR)
+        logging.getLogger("torch._dynamo.variables.ctx_manager").setLevel(logging.ERROR)
         return torch.compile(optimizer.step)
     if case.impl == "differentiable":
         return functools.partial(_step_differentiably, optimizer)

@@ -59,6 +59,11 @@ def markdown(comparisons, recording, current_environment):
     lines += [f"| {STATUS_WORDS[status]} | {counts[status]} |" for status in COMPARISON_STATUSES]
     lines.append(f"| **passing the reference now** (known torch defects included) | {reference_ok} of "
                  f"{len(comparisons)} |")
+    not_recorded = recording.manifest.get("unsupported_when_recorded", {})
+    if not_recorded:
+        first = next(iter(not_recorded.items()))
+        lines += ["", f"{len(not_recorded)} case(s) of the matrix are not in the recording: torch "
+                      f"{recorded_env.get('torch')} could not run them (e.g. {first[0]}: {first[1]})."]
     worst = max((c.worst_ulps for c in comparisons if c.status == Drift.WITHIN), default=0.0)
     lines += ["", f"Worst change within tolerance: {format_ulps(worst)} ULP of the error scale (budget "
                   f"{tolerance.budget('float64', 'param'):g}). Lock-step replay: each step starts from the recorded "
@@ -110,6 +115,7 @@ def json_report(comparisons, recording, current_environment):
         "environment": current_environment,
         "counts": {str(status): sum(c.status == status for c in comparisons) for status in COMPARISON_STATUSES},
         "reference_passing": sum(c.reference is not None and c.reference.ok for c in comparisons),
+        "not_recorded": recording.manifest.get("unsupported_when_recorded", {}),
         "cases": [c.to_dict() for c in comparisons],
     }
 

@@ -55,6 +55,10 @@ class Recorder:
     def result(self, result):
         if result.case.kind != "trajectory":   # the constructor checks: nothing to record
             return
+        if result.unsupported is not None:     # this torch cannot run it: named in the manifest, nothing stored
+            self.tapes.pop(result.case.id)
+            self.writer.skip(result.case, result.unsupported)
+            return
         steps, error = self.tapes.pop(result.case.id).finish()
         irreproducible = first_irreproducible_step(steps, record_trajectory(result.case)[0])
         reference = {"status": str(result.status), "worst_ulps": jsonable(result.worst_ulps), "detail": result.detail}

@@ -298,7 +298,7 @@ def cases_to_compare(recording, select_cases, devices=None):
     if only_recorded:
         raise RecordingError(f"case {only_recorded[0]!r} is in the recording but not in this refwd's case matrix "
                              f"({len(only_recorded)} such case(s)); nothing is skipped silently")
-    only_current = sorted(current - wanted)
+    only_current = sorted(current - wanted - set(recording.manifest.get("unsupported_when_recorded", {})))
     if only_current:
         raise RecordingError(f"case {only_current[0]!r} is in the case matrix but not in the recording "
                              f"{recording.directory} ({len(only_current)} such case(s)); record it, or narrow the "

@@ -109,6 +109,7 @@ class Writer:
             raise RecordingError(f"cannot record into {self.directory}: {error.strerror or error}") from None
         self.known = {}          # chunk digest -> chunk number (numbered in the order first seen)
         self.entries = []
+        self.unsupported = {}    # case id -> why the recording torch could not run it (nothing recorded)
         self.files = []
         self.created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self._open = None        # (configuration, file name, members, new chunks) of the file being filled
@@ -127,6 +128,10 @@ class Writer:
                              "irreproducible_step": irreproducible_step, "reference": reference,
                              "definition": case_definition(case)})
 
+    def skip(self, case, reason):
+        """A case the recording torch cannot run: named in the manifest with the reason, nothing stored."""
+        self.unsupported[case.id] = reason
+
     def finish(self):
         """Write the last file and the manifest; return the manifest."""
         self._flush()
@@ -137,7 +142,7 @@ class Writer:
             "storage": "each tensor of each step stored once, byte-shuffled, in LZMA-compressed .npz files, one "
                        "per configuration (refwd_validation/recording/store.py)",
             "total_bytes": sum(entry["bytes"] for entry in self.files),
-            "files": self.files, "cases": self.entries,
+            "files": self.files, "cases": self.entries, "unsupported_when_recorded": self.unsupported,
         }
         (self.directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         return manifest
@@ -369,6 +374,10 @@ def _read_manifest(directory):
     for key, kind in (("files", list), ("cases", list), ("environment", dict)):
         if not isinstance(manifest.get(key), kind):
             raise RecordingError(f"{path}: '{key}' is missing or not a {kind.__name__}")
+    unsupported = manifest.setdefault("unsupported_when_recorded", {})   # (absent before refwd 0.3)
+    if not isinstance(unsupported, dict) or not all(isinstance(key, str) and isinstance(value, str)
+                                                    for key, value in unsupported.items()):
+        raise RecordingError(f"{path}: 'unsupported_when_recorded' is not a mapping of case ids to reasons")
     check_environment(manifest["environment"], MANIFEST)
     return manifest
 
