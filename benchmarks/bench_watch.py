@@ -1,22 +1,29 @@
 """Measure the watcher's overhead per optimizer step: ``python benchmarks/bench_watch.py``.
 
-For each optimizer and model size, times a training step (forward, backward, optimizer.step) without and with a
-:class:`refwd_validation.watch.Watcher` attached, and prints the median per-step times and the difference. Not a
-test: timings depend on the machine, so nothing here asserts a figure.
+For each model size and optimizer, times a training step (forward, backward, optimizer.step) without a watcher,
+with the full check, and with ``sample=0.01``, and prints the median per-step times, their ratio to the plain
+step, and the watcher's peak NumPy memory during a step (tracemalloc sees NumPy's allocations, not torch's)
+against the size of the params, grads and optimizer state. ``--profile`` prints where a full check's time goes.
+Not a test: timings depend on the machine, so nothing here asserts a figure (docs/interop.md quotes a run).
 """
 import argparse
+import cProfile
+import pstats
 import statistics
 import time
+import tracemalloc
 
 import torch
 
 from refwd_validation.watch import watch
 
-MODELS = {"small (4-32-1, 193 params)": (4, 32, 1), "medium (64-256-256-10, 85 k params)": (64, 256, 256, 10)}
+MODELS = {"85 k (64-256-256-10, batch 64)": ((64, 256, 256, 10), 64),
+          "10 M (1024-2048-2048-1024, batch 256)": ((1024, 2048, 2048, 1024), 256)}
 OPTIMIZERS = {"SGD momentum": (torch.optim.SGD, dict(lr=0.01, momentum=0.9)),
               "RMSprop centered": (torch.optim.RMSprop, dict(lr=1e-3, centered=True, momentum=0.5)),
               "Adam amsgrad": (torch.optim.Adam, dict(lr=1e-3, amsgrad=True)),
               "AdamW": (torch.optim.AdamW, dict(lr=1e-3))}
+MODES = {"plain": None, "full": {}, "sample=0.01": {"sample": 0.01}}
 
 
 def mlp(sizes):
@@ -28,39 +35,82 @@ def mlp(sizes):
     return torch.nn.Sequential(*layers)
 
 
-def step_times(sizes, torch_class, kwargs, steps, watched):
+def setup(sizes, batch, torch_class, kwargs, options):
     torch.manual_seed(0)
     model = mlp(sizes)
     optimizer = torch_class(model.parameters(), **kwargs)
-    x, y = torch.randn(64, sizes[0]), torch.randn(64, sizes[-1])
-    watcher = watch(optimizer, model) if watched else None
-    times = []
-    for _ in range(steps):
-        started = time.perf_counter()
+    x, y = torch.randn(batch, sizes[0]), torch.randn(batch, sizes[-1])
+
+    def step():
         optimizer.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()
         optimizer.step()
+    watcher = None if options is None else watch(optimizer, model, **options)
+    return step, watcher, optimizer
+
+
+def state_bytes(optimizer):
+    """Bytes of the params, their grads and the optimizer's state tensors."""
+    total = 0
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            total += param.numel() * param.element_size() * (2 if param.grad is not None else 1)
+            total += sum(value.numel() * value.element_size() for value in optimizer.state[param].values()
+                         if torch.is_tensor(value) and value.dim())
+    return total
+
+
+def measure(sizes, batch, torch_class, kwargs, options, steps):
+    step, watcher, optimizer = setup(sizes, batch, torch_class, kwargs, options)
+    step()
+    step()   # the state exists from here on
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
         times.append(time.perf_counter() - started)
+    peak = None
     if watcher is not None:
+        tracemalloc.start()
+        step()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
         watcher.detach()
         assert not watcher.mismatches, watcher.summary()
-    return statistics.median(times[2:])  # the first steps create the state
+    return statistics.median(times), peak, state_bytes(optimizer)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration (median taken)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", choices=["85k", "10M", "both"], default="both")
+    parser.add_argument("--profile", action="store_true", help="profile a full check of Adam on the chosen model")
     args = parser.parse_args(argv)
-    step_times(MODELS["small (4-32-1, 193 params)"], torch.optim.SGD, {}, 5, watched=True)  # warm up torch and NumPy
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.steps - 2} steps")
-    print("| model | optimizer | step (ms) | watched step (ms) | overhead (ms) | × |")
-    print("|---|---|---:|---:|---:|---:|")
-    for model_name, sizes in MODELS.items():
+    torch.set_num_threads(args.threads)
+    models = {name: value for name, value in MODELS.items()
+              if args.model == "both" or name.startswith(args.model.replace("k", " k").replace("M", " M"))}
+    if args.profile:
+        (sizes, batch), = list(models.values())[:1]
+        step, watcher, _ = setup(sizes, batch, torch.optim.Adam, dict(lr=1e-3, amsgrad=True), {})
+        step()
+        cProfile.runctx("for _ in range(5): step()", globals(), {"step": step}, "/tmp/bench_watch.prof")
+        pstats.Stats("/tmp/bench_watch.prof").sort_stats("cumulative").print_stats(25)
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32; median of {args.steps} steps")
+    print("| model | optimizer | step (ms) | full check (ms) | × | sample=0.01 (ms) | × | watcher peak / "
+          "params+grads+state |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for model_name, (sizes, batch) in models.items():
         for optimizer_name, (torch_class, kwargs) in OPTIMIZERS.items():
-            plain = step_times(sizes, torch_class, kwargs, args.steps, watched=False)
-            watched = step_times(sizes, torch_class, kwargs, args.steps, watched=True)
-            print(f"| {model_name} | {optimizer_name} | {plain * 1e3:.3f} | {watched * 1e3:.3f} | "
-                  f"{(watched - plain) * 1e3:.3f} | {watched / plain:.1f} |")
+            results = {mode: measure(sizes, batch, torch_class, kwargs, options, args.steps)
+                       for mode, options in MODES.items()}
+            plain = results["plain"][0]
+            full, full_peak, size = results["full"]
+            sampled = results["sample=0.01"][0]
+            print(f"| {model_name} | {optimizer_name} | {plain * 1e3:.1f} | {full * 1e3:.1f} | {full / plain:.2f} | "
+                  f"{sampled * 1e3:.1f} | {sampled / plain:.2f} | {full_peak / 2**20:.0f} / {size / 2**20:.0f} MiB |",
+                  flush=True)
 
 
 if __name__ == "__main__":

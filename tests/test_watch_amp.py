@@ -165,7 +165,7 @@ def test_the_watchers_unscale_is_the_fused_kernels_bit_for_bit(torch_class, kwar
     optimizer.grad_scale, optimizer.found_inf = torch.tensor(scale), torch.tensor(0.0)   # GradScaler's: float32
     optimizer.step()                                    # the kernel leaves the unscaled grad in .grad
     scale = optimizer.grad_scale.item()                 # 7.1 as a float32, as the watcher reads it
-    unscaled = watch_module._unscaled({"p": grad.numpy()}, scale)["p"]
+    unscaled = watch_module._unscaled(grad.numpy(), scale)
     assert (unscaled == param.grad.numpy()).all()
     reciprocal = grad.numpy() * grad.numpy().dtype.type(1 / scale)
     assert scale == 3 * 2.0 ** 16 or (reciprocal != param.grad.numpy()).any()  # the test tells the two apart

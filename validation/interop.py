@@ -39,8 +39,24 @@ def to_numpy(tensor, what="tensor"):
     return tensor.detach().cpu().clone().numpy()
 
 
-def grad_to_numpy(name, param):
-    """A NumPy copy of ``param.grad`` (None stays None).
+def take(tensor, positions=None, what="tensor", *, copy=True):
+    """The elements of ``tensor`` at the flat ``positions`` (an int64 array; None: all of them, in its shape) as
+    NumPy, checked as :func:`to_numpy` checks. A subset is always a new array; all of it is a copy unless ``copy``
+    is False, where a CPU tensor's memory is read in place (valid until torch next writes the tensor)."""
+    if tensor.layout != torch.strided:
+        raise TypeError(f"{what} is a {_layout_name(tensor)} tensor; refwd's rules take dense tensors")
+    check_dtype(tensor, what)
+    tensor = tensor.detach()
+    if positions is not None:
+        index = torch.from_numpy(positions).to(tensor.device)
+        return tensor.reshape(-1).index_select(0, index).cpu().numpy()
+    if tensor.device.type != "cpu":
+        return tensor.cpu().numpy()
+    return tensor.clone().numpy() if copy else tensor.numpy()
+
+
+def grad_to_numpy(name, param, positions=None):
+    """A NumPy copy of ``param.grad`` (None stays None), or of its elements at ``positions`` (:func:`take`).
 
     A gradient refwd's rules cannot take is a TypeError naming the parameter: a sparse one (``nn.Embedding(
     sparse=True)``; torch's for-loop SGD adds it index by index, with a sparse momentum buffer) or another
@@ -56,7 +72,7 @@ def grad_to_numpy(name, param):
     if grad.device != param.device:
         raise TypeError(f"parameter {name!r} is on {param.device} but its gradient is on {grad.device}; refwd "
                         "takes a gradient on its parameter's device, as torch's optimizers do")
-    return to_numpy(grad, f"grad of {name!r}")
+    return take(grad, positions, f"grad of {name!r}")
 
 
 def params_from_torch(source):

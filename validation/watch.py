@@ -26,11 +26,17 @@ In a test suite::
         for x, y in batches:
             ...; optimizer.step()
 
-The watcher copies every parameter, gradient and state tensor each step and runs the NumPy rule on the
-CPU: it is meant for tests and short checks, not for production training (``benchmarks/bench_watch.py``
-measures the overhead).
+Cost. Before a checked step the watcher copies what torch's step will overwrite (params, grads and state: one
+extra copy at most); after it, it reads torch's results in place, runs refwd's rule, and computes the error scales
+only at the elements where the two sides are not bit-identical (the rules are elementwise, so a subset's scale is
+the whole's at those elements). ``sample=f`` checks a fraction f of each tensor's elements, drawn anew at every
+checked step from ``numpy.random.default_rng(seed)``: the params and every state tensor at those positions, from
+the same inputs, which is an exact check of those elements. An error that affects a fraction p of a tensor's n
+elements escapes k checked steps with probability (1 − p)^(k·⌈f·n⌉) ≤ exp(−p·f·n·k) (positions are drawn with
+replacement). ``every=N`` checks one step in N. ``benchmarks/bench_watch.py`` measures the overhead
+(docs/interop.md).
 """
-import functools
+import inspect
 import logging
 import math
 import sys
@@ -69,19 +75,32 @@ class Watcher:
     """
 
     def __init__(self, optimizer, model=None, *, on_mismatch="raise", logger=logger, reference=None, hyper=None,
-                 state_map=None):
+                 state_map=None, sample=1.0, every=1, seed=0):
         if on_mismatch not in ("raise", "log"):
             raise ValueError(f"on_mismatch must be 'raise' or 'log', got {on_mismatch!r}")
+        if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 < sample <= 1:
+            raise ValueError(f"sample must be a fraction of each tensor's elements in (0, 1], got {sample!r}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a whole number of steps >= 1, got {every!r}")
         # any torch-style optimizer: checked against refwd's rule ``reference``, names and state mapped
         self.target = None if reference is None else make_target(
             type(optimizer), reference, hyper=hyper, state_map=state_map)
         if self.target is None:
             interop.refwd_class_for(optimizer)      # an unsupported optimizer fails here, not at its first step
         names = interop.parameter_names(optimizer, model)   # and so does a parameter the model does not have
+        devices = {}
         for group, group_names in zip(optimizer.param_groups, names):
             for param, name in zip(group["params"], group_names):
                 interop.check_dtype(param, f"parameter {name!r}")   # and a bfloat16 one
+                devices.setdefault(str(param.device), name)
+        if len(devices) > 1:
+            raise ValueError(f"the optimizer's params live on {len(devices)} devices ("
+                             + ", ".join(f"{device}: {name!r}" for device, name in devices.items())
+                             + "); a watcher checks one device's params: watch one optimizer per device")
         self.optimizer = optimizer
+        self.sample, self.every = float(sample), every
+        self._rng = np.random.default_rng(seed)
+        self.calls = 0            # optimizer steps seen (checked or not): the step number in the pinpoints
         self.model = model
         self.on_mismatch = on_mismatch
         self.logger = logger
@@ -122,24 +141,37 @@ class Watcher:
         if self._inside_checked_step():
             return None  # a subclass's step calling super().step(): the outer step is the one checked
         self._outer_frame = sys._getframe(1)
+        self.calls += 1
         names = interop.parameter_names(optimizer, self.model)
         tensors = {name: param for group, group_names in zip(optimizer.param_groups, names)
                    for name, param in zip(group_names, group["params"])}
-        self._before = {"tensors": tensors,
-                        "params": interop.params_from_torch(tensors),
-                        "optimizer": interop.optimizer_from_torch(optimizer, self.model) if self.target is None
-                        else self._reference_of_target(optimizer, names),
-                        "grads": self._grads(tensors),
+        found_inf = _scalar(getattr(optimizer, "found_inf", None))
+        if (self.calls - 1) % self.every:   # not checked: only what a target's step counts need
+            self._before = {"checked": False, "found_inf": found_inf,
+                            "had_grad": {name: tensor.grad is not None for name, tensor in tensors.items()}}
+            return None
+        positions = {name: self._positions(tensor) for name, tensor in tensors.items()}
+        self._before = {"checked": True, "tensors": tensors, "positions": positions,
+                        "params": {name: interop.take(tensor, positions[name], f"parameter {name!r}")
+                                   for name, tensor in tensors.items()},
+                        "optimizer": self._reference(optimizer, names, tensors, positions) if self.target is None
+                        else self._reference_of_target(optimizer, names, positions),
+                        "grads": {name: interop.grad_to_numpy(name, tensor, positions[name])
+                                  for name, tensor in tensors.items()},
                         # read as torch's step reads them: GradScaler sets them on a fused optimizer
                         "grad_scale": _scalar(getattr(optimizer, "grad_scale", None)),
-                        "found_inf": _scalar(getattr(optimizer, "found_inf", None))}
+                        "found_inf": found_inf}
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if closure is None:
             return None
 
         def closure_then_copy_grads():  # torch calls the closure inside step(), after this hook
             loss = closure()
-            self._before["grads"] = self._grads(tensors)
+            if self._before["checked"]:
+                self._before["grads"] = {name: interop.grad_to_numpy(name, tensor, positions[name])
+                                         for name, tensor in tensors.items()}
+            else:
+                self._before["had_grad"] = {name: tensor.grad is not None for name, tensor in tensors.items()}
             return loss
 
         if "closure" in kwargs:
@@ -151,35 +183,42 @@ class Watcher:
             return  # the end of a nested super().step(), not of the step being checked
         self._outer_frame = None
         before, self._before = self._before, None
+        if not before["checked"]:
+            if not before["found_inf"]:
+                for name, had_grad in before["had_grad"].items():
+                    self._steps_taken[name] = self._steps_taken.get(name, 0) + had_grad
+            return
         self.steps += 1
         reference = before["optimizer"]
         state_before = dict(reference.state)  # step() replaces each entry, it does not change it
         if before["found_inf"]:
-            expected_params = self._skipped_step(reference, before)
+            self._skipped_step(reference, before)
         else:
-            if before["grad_scale"] is not None:
-                before["grads"] = _unscaled(before["grads"], before["grad_scale"])
-            expected_params = reference.step(before["params"], before["grads"])
-        if not before["found_inf"]:
             for name, grad in before["grads"].items():
                 self._steps_taken[name] = self._steps_taken.get(name, 0) + (grad is not None)
-        torch_state = interop.numpy_state_dict(optimizer.state_dict())["state"] if self.target is None else {
-            index: self._target_state(optimizer, tensor, reference, name)
-            for index, (name, tensor) in enumerate(before["tensors"].items())}
         mismatches = []
         self.agreement = {}
-        for index, (name, tensor) in enumerate(before["tensors"].items()):
-            torch_values = {"param": interop.to_numpy(tensor), **torch_state.get(index, {})}
-            refwd_values = {"param": expected_params[name], **reference.state.get(name, {})}
-            scales = functools.cache(functools.partial(self._scales, reference, name, before,
-                                                       state_before.get(name, {}), refwd_values))
+        for name, tensor in before["tensors"].items():   # one parameter at a time: its results are dropped after
+            positions = before["positions"][name]
+            grad = before["grads"][name]
+            if before["found_inf"] or grad is None:   # nothing may change
+                expected = before["params"][name]
+            else:
+                if before["grad_scale"] is not None:
+                    before["grads"][name] = grad = _unscaled(grad, before["grad_scale"])
+                expected = reference.step(before["params"], {name: grad})[name]
+            torch_state = self._torch_state(optimizer.state.get(tensor, {}), tensor, positions, copy=False) \
+                if self.target is None else self._target_state(optimizer, tensor, reference, name, positions)
+            torch_values = {"param": interop.take(tensor, positions, f"parameter {name!r}", copy=False),
+                            **torch_state}
+            refwd_values = {"param": expected, **reference.state.get(name, {})}
             comparer = Comparer(before["params"][name].dtype.name)
-            self.agreement[name] = {}
-            for key in sorted(set(torch_values) | set(refwd_values)):
-                self.agreement[name][key] = self._compare(comparer, name, key, refwd_values.get(key),
-                                                          torch_values.get(key), scales)
+            self.agreement[name] = self._compare_parameter(comparer, reference, name, before,
+                                                           state_before.get(name, {}), refwd_values, torch_values)
+            reference.state.pop(name, None)   # refwd's new state of this parameter: compared, no longer needed
+            for key, ulps in self.agreement[name].items():
                 if key != "step" and key in torch_values and key in refwd_values:
-                    self.worst[key] = max(self.worst.get(key, 0.0), self.agreement[name][key])
+                    self.worst[key] = max(self.worst.get(key, 0.0), ulps)
             mismatches += comparer.mismatches
         if mismatches:
             self.mismatches += mismatches
@@ -188,7 +227,47 @@ class Watcher:
             for mismatch in mismatches:
                 self.logger.warning("refwd watch: %s", mismatch.describe())
 
-    def _reference_of_target(self, optimizer, names):
+    def _positions(self, tensor):
+        """The flat positions of ``tensor`` checked at this step (None: all of them): ⌈f·n⌉ draws with replacement
+        from this watcher's generator, sorted and without repeats."""
+        size = tensor.numel()
+        if self.sample >= 1 or size == 0:
+            return None
+        draws = self._rng.integers(0, size, size=max(1, math.ceil(self.sample * size)))
+        return np.unique(draws)
+
+    def _reference(self, optimizer, names, tensors, positions):
+        """refwd's optimizer equivalent to torch's: its groups' hyperparameters as they are now (a scheduler's lr
+        included) and a copy of its state at the checked positions."""
+        refwd_class = interop.refwd_class_for(optimizer)
+        saved = optimizer.state_dict()   # the groups as torch saves them (the state is not copied)
+        accepted = set(inspect.signature(refwd_class.__init__).parameters) - {"self", "params"}
+        reference = refwd_class([{"params": group_names} for group_names in names],
+                                **{key: interop.python_value(value) for key, value in optimizer.defaults.items()
+                                   if key in accepted})
+        reference.load_state_dict({"state": {}, "param_groups": [
+            {key: interop.python_value(value) for key, value in group.items()} for group in saved["param_groups"]]})
+        reference.state = {name: self._torch_state(optimizer.state[tensor], tensor, positions[name], copy=True)
+                           for name, tensor in tensors.items() if optimizer.state.get(tensor)}
+        return reference
+
+    @staticmethod
+    def _torch_state(state, param, positions, copy):
+        """torch's state of one parameter in refwd's form: ``step`` an int, each tensor of the parameter's size as
+        NumPy at ``positions`` (read in place unless ``copy``), other values as torch reads them."""
+        out = {}
+        for key, value in state.items():
+            if value is None:   # older torch kept "momentum_buffer": None for SGD without momentum
+                continue
+            if key == "step":
+                out[key] = int(interop.python_value(value))
+            elif hasattr(value, "numel") and value.numel() == param.numel() and value.dim() == param.dim():
+                out[key] = interop.take(value, positions, f"state[{key!r}]", copy=copy)
+            else:
+                out[key] = interop.python_value(value)
+        return out
+
+    def _reference_of_target(self, optimizer, names, positions):
         """refwd's optimizer equivalent to a target's: its groups' hyperparameters and its state, mapped."""
         target = self.target
         refwd_class = OPTIMIZERS[target.reference].refwd_class
@@ -204,24 +283,29 @@ class Watcher:
         reference = refwd_class(groups)
         for group, group_names in zip(optimizer.param_groups, names):
             for tensor, name in zip(group["params"], group_names):
-                state = self._target_state(optimizer, tensor, reference, name)
+                state = self._target_state(optimizer, tensor, reference, name, positions[name])
                 if state:
                     reference.state[name] = state
         return reference
 
-    def _target_state(self, optimizer, tensor, reference, name):
-        """A target's state of one parameter in refwd's keys (the state map applied)."""
+    def _target_state(self, optimizer, tensor, reference, name, positions):
+        """A target's state of one parameter in refwd's keys (the state map applied), at ``positions``."""
         group = next(group for group in reference.param_groups if name in group["params"])
         hyperparameters = {key: group[key] for key in reference.defaults}
         native = numpy_state(optimizer.state.get(tensor, {}), str(tensor.dtype).rsplit(".", 1)[-1])
         keys = set(OPTIMIZERS[self.target.reference].rule(np.ones(2), np.ones(2), {}, **hyperparameters)[1])
-        return self.target.state_map.to_refwd(native, keys, hyperparameters, self._steps_taken.get(name, 0))
+        state = self.target.state_map.to_refwd(native, keys, hyperparameters, self._steps_taken.get(name, 0))
+        if positions is None:
+            return state
+        return {key: value.reshape(-1)[positions] if isinstance(value, np.ndarray) and value.size == tensor.numel()
+                else value for key, value in state.items()}
 
     def _skipped_step(self, reference, before):
         """What a step that GradScaler's ``found_inf`` skips must leave: the params and state as they were.
 
         Only where a parameter had no state may torch's Adam and AdamW have made it before their kernel
         skipped: step 0 and zero moments, which is the state refwd's rule starts from when there is none.
+        (refwd's optimizer gets that state; the params are compared with their copies from before the step.)
         """
         if spec_for_refwd(reference).key in ("adam", "adamw"):
             for group in reference.param_groups:
@@ -230,45 +314,68 @@ class Watcher:
                         zeros = np.zeros_like(before["params"][name])
                         moments = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
                         reference.state[name] = {"step": 0, **{key: zeros.copy() for key in moments}}
-        return dict(before["params"])
 
-    def _scales(self, reference, name, before, state, expected):
-        """The error scale of each output of this parameter's step (zeros where torch skips it: no change)."""
+    def _scales(self, reference, name, before, state, where):
+        """The error scale of each output of this parameter's step at the flat elements ``where`` (of the checked
+        ones): the rule is elementwise, so its scale on those elements alone is the whole's there. Zeros where
+        torch skips the step: nothing may change."""
         grad = before["grads"][name]
-        param = before["params"][name]
         if grad is None or before["found_inf"]:
-            return {key: np.zeros(np.shape(value)) for key, value in expected.items()}
+            return {}
+        param = before["params"][name].reshape(-1)[where]
         group = next(group for group in reference.param_groups if name in group["params"])
         hyperparameters = {key: group[key] for key in reference.defaults}
-        return tolerance.step_scales(spec_for_refwd(reference).error_scale_rule, param, grad, state,
-                                     hyperparameters, param.dtype.name)
+        state = {key: value.reshape(-1)[where] if isinstance(value, np.ndarray) else value
+                 for key, value in state.items()}
+        return tolerance.step_scales(spec_for_refwd(reference).error_scale_rule, param, grad.reshape(-1)[where],
+                                     state, hyperparameters, param.dtype.name)
 
-    def _compare(self, comparer, name, key, refwd_value, torch_value, scales):
-        """The worst ULPs of one tensor (a mismatch goes to ``comparer``); ``scales()`` gives the step's error
-        scales, on demand."""
-        step = self.steps
-        if refwd_value is None or torch_value is None:
-            side = "refwd" if torch_value is None else "torch"
-            comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
-                              message=f"state key {key!r} only in {side}'s state")
-            return math.inf
-        if key == "step":
-            comparer.compare_count(Check.LOCKSTEP, step, name, int(refwd_value), int(torch_value))
-            return 0.0 if int(refwd_value) == int(torch_value) else math.inf
-        if refwd_value.shape != torch_value.shape or refwd_value.dtype != torch_value.dtype:
-            comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
-                              message=f"refwd has {refwd_value.dtype} {refwd_value.shape}, torch "
-                                      f"{torch_value.dtype} {torch_value.shape}")
-            return math.inf
-        if np.array_equal(refwd_value, torch_value, equal_nan=True):
-            return 0.0
-        worst = comparer.measure(Check.LOCKSTEP, step, name, key, refwd_value, torch_value, scales()[key])
-        if worst.ulps > worst.budget:
-            comparer.record(worst)
-        return worst.ulps
+    def _compare_parameter(self, comparer, reference, name, before, state_before, refwd_values, torch_values):
+        """{key: worst ULPs} of one parameter's param and state (mismatches go to ``comparer``). Bit-identical
+        elements cost one comparison; the error scales are computed where some key differs, and only there."""
+        step, agreement, differing = self.calls, {}, []
+        for key in sorted(set(torch_values) | set(refwd_values)):
+            refwd_value, torch_value = refwd_values.get(key), torch_values.get(key)
+            if refwd_value is None or torch_value is None:
+                side = "refwd" if torch_value is None else "torch"
+                comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
+                                  message=f"state key {key!r} only in {side}'s state")
+                agreement[key] = math.inf
+            elif key == "step":
+                comparer.compare_count(Check.LOCKSTEP, step, name, int(refwd_value), int(torch_value))
+                agreement[key] = 0.0 if int(refwd_value) == int(torch_value) else math.inf
+            elif refwd_value.shape != torch_value.shape or refwd_value.dtype != torch_value.dtype:
+                comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
+                                  message=f"refwd has {refwd_value.dtype} {refwd_value.shape}, torch "
+                                          f"{torch_value.dtype} {torch_value.shape}")
+                agreement[key] = math.inf
+            else:
+                refwd_flat, torch_flat = refwd_value.reshape(-1), torch_value.reshape(-1)
+                same = refwd_flat == torch_flat
+                if not same.all():
+                    same |= np.isnan(refwd_flat) & np.isnan(torch_flat)
+                agreement[key] = 0.0
+                if not same.all():
+                    differing.append((key, refwd_flat, torch_flat, ~same))
+        if differing:
+            where = np.flatnonzero(np.logical_or.reduce([mask for *_, mask in differing]))
+            scales = self._scales(reference, name, before, state_before, where)
+            for key, refwd_flat, torch_flat, _ in differing:
+                scale = scales.get(key, np.zeros(where.size))
+                worst = comparer.measure(Check.LOCKSTEP, step, name, key, refwd_flat[where], torch_flat[where],
+                                         scale)
+                worst.index = self._index(where[worst.index[0]], before["positions"][name],
+                                          tuple(before["tensors"][name].shape))
+                if worst.ulps > worst.budget:
+                    comparer.record(worst)
+                agreement[key] = worst.ulps
+        return agreement
 
-    def _grads(self, tensors):
-        return {name: interop.grad_to_numpy(name, tensor) for name, tensor in tensors.items()}
+    @staticmethod
+    def _index(checked, positions, shape):
+        """The element index in the parameter of the ``checked``-th element compared."""
+        flat = int(checked if positions is None else positions[checked])
+        return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else None
 
     def _inside_checked_step(self):
         """True when a step being checked is still running further up the stack (a nested super().step())."""
@@ -285,11 +392,11 @@ def _scalar(tensor):
     return None if tensor is None else float(tensor.item())
 
 
-def _unscaled(grads, grad_scale):
-    """The grads as torch's fused kernels unscale them: divided by the scale, in the grad's dtype (measured
-    bit-exact against torch 2.13's fused Adam, AdamW and SGD on the CPU, float32 and float64; not
-    ``grad * (1 / scale)``, which ``GradScaler.unscale_`` does for the other optimizers)."""
-    return {name: None if grad is None else grad / grad.dtype.type(grad_scale) for name, grad in grads.items()}
+def _unscaled(grad, grad_scale):
+    """A grad as torch's fused kernels unscale it: divided by the scale, in the grad's dtype (measured bit-exact
+    against torch 2.13's fused Adam, AdamW and SGD on the CPU, float32 and float64; not ``grad * (1 / scale)``,
+    which ``GradScaler.unscale_`` does for the other optimizers)."""
+    return grad / grad.dtype.type(grad_scale)
 
 
 def watch(optimizer, model=None, **options):
