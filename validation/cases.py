@@ -26,6 +26,7 @@ seed, the non-finite values injected into gradients and the step of a state_dict
 import dataclasses
 import itertools
 import math
+import zlib
 
 from .case import LOW_PRECISION, Case  # noqa: F401  (Case is the matrix's record: imported from here too)
 
@@ -408,8 +409,16 @@ class UnknownFilterError(ValueError):
 _CHOICES = {"optimizer": OPTIMIZERS, "impl": IMPLS, "dtype": DTYPES, "device": DEVICES}
 
 
-def select(cases=None, *, optimizer=None, impl=None, dtype=None, device=None, case=None, quick=False):
-    """The cases matching every given filter (each a value or a list of values; ``case`` matches ids exactly).
+def in_shard(case_id, shard):
+    """Whether the case is in shard ``(index, count)`` (1-based index) of a split of the matrix into ``count``
+    parts: by a CRC-32 of its id, so a case's shard never depends on the other cases, the machine or the order."""
+    index, count = shard
+    return zlib.crc32(case_id.encode("utf-8")) % count == index - 1
+
+
+def select(cases=None, *, optimizer=None, impl=None, dtype=None, device=None, case=None, quick=False, shard=None):
+    """The cases matching every given filter (each a value or a list of values; ``case`` matches ids exactly), in
+    shard ``(index, count)`` of the matrix if given (:func:`in_shard`).
 
     Raises :class:`UnknownFilterError` with one line naming the bad value and the choices.
     """
@@ -435,6 +444,8 @@ def select(cases=None, *, optimizer=None, impl=None, dtype=None, device=None, ca
         if quick and not c.quick:
             continue
         if ids is not None and c.id not in ids:
+            continue
+        if shard is not None and not in_shard(c.id, shard):
             continue
         if any(getattr(c, name) not in values for name, values in chosen.items()):
             continue

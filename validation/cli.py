@@ -48,8 +48,20 @@ def _values(items, flag=None):
 
 
 def _filters(args):
-    """The filter flags' values (None where not given), checked for empty values."""
-    return {name: _values(getattr(args, name), name) for name in ("optimizer", "impl", "dtype", "device", "case")}
+    """The filter flags' values (None where not given), checked for empty values; ``shard`` as (I, N)."""
+    filters = {name: _values(getattr(args, name), name) for name in ("optimizer", "impl", "dtype", "device", "case")}
+    filters["shard"] = _shard(getattr(args, "shard", None))
+    return filters
+
+
+def _shard(text):
+    """``--shard I/N`` as (I, N); a usage error unless 1 <= I <= N."""
+    if text is None:
+        return None
+    index, _, count = text.partition("/")
+    if not (index.strip().isdigit() and count.strip().isdigit() and 1 <= int(index) <= int(count)):
+        raise UsageError(f"--shard takes I/N with whole numbers 1 <= I <= N (e.g. --shard 2/4), got {text!r}")
+    return int(index), int(count)
 
 
 def _check_writable(path):
@@ -107,6 +119,9 @@ def build_parser():
                         help="cpu, cuda (default: cpu, and cuda when torch has a CUDA device)")
     select.add_argument("--case", action="append", metavar="ID", help="a case id (see --list)")
     select.add_argument("--list", action="store_true", help="list the selected case ids and exit")
+    select.add_argument("--shard", metavar="I/N", default=None,
+                        help="run shard I of N (1 <= I <= N) of the selected cases, split by a hash of the case id: "
+                             "N CI jobs with --shard 1/N ... N/N run every case once (docs/oracle.md)")
     select.add_argument("--jobs", type=int, metavar="N", default=None,
                         help="run the cases in N processes (default: one per CPU core; 1 runs them in this one)")
     output = validate.add_argument_group("output")
@@ -302,7 +317,7 @@ def _select(filters, quick, cuda_available):
     if devices is None and not filters["case"]:  # a case named by id brings its own device
         devices = ["cpu", "cuda"] if cuda_available else ["cpu"]
     cases = select(CASES, optimizer=filters["optimizer"], impl=filters["impl"], dtype=filters["dtype"],
-                   device=devices, case=filters["case"], quick=quick)
+                   device=devices, case=filters["case"], quick=quick, shard=filters["shard"])
     if "cuda" in (filters["device"] or []) and not cuda_available:
         raise UsageError("cuda was asked for (--device cuda), but torch.cuda.is_available() is False")
     if filters["case"] and not cuda_available:
@@ -424,7 +439,7 @@ def _against(args, filters, torch, stdout, stderr):
 
     def select_cases(cases):
         return select(cases, optimizer=filters["optimizer"], impl=filters["impl"], dtype=filters["dtype"],
-                      case=filters["case"], quick=args.quick)
+                      case=filters["case"], quick=args.quick, shard=filters["shard"])
 
     try:
         loaded = recording.load(args.against)
