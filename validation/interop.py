@@ -39,10 +39,17 @@ def to_numpy(tensor, what="tensor"):
     return tensor.detach().cpu().clone().numpy()
 
 
+def local(tensor):
+    """This rank's shard of a DTensor (FSDP2's params, grads and state); any other tensor itself."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if callable(to_local) else tensor
+
+
 def take(tensor, positions=None, what="tensor", *, copy=True):
     """The elements of ``tensor`` at the flat ``positions`` (an int64 array; None: all of them, in its shape) as
     NumPy, checked as :func:`to_numpy` checks. A subset is always a new array; all of it is a copy unless ``copy``
     is False, where a CPU tensor's memory is read in place (valid until torch next writes the tensor)."""
+    tensor = local(tensor)
     if tensor.layout != torch.strided:
         raise TypeError(f"{what} is a {_layout_name(tensor)} tensor; refwd's rules take dense tensors")
     check_dtype(tensor, what)

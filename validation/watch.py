@@ -43,7 +43,7 @@ import sys
 
 import numpy as np
 
-from . import interop, tolerance
+from . import interop, tolerance, watch_distributed
 from .compare import Comparer
 from .outcomes import Check
 from .optimizers import OPTIMIZERS, spec_for_refwd
@@ -53,13 +53,14 @@ logger = logging.getLogger(__name__)
 
 
 class WatchError(AssertionError):
-    """torch's step disagreed with refwd's beyond the budget; ``mismatches`` lists where."""
+    """torch's step disagreed with refwd's beyond the budget; ``mismatches`` lists where (on this rank). Under
+    torch.distributed, ``lines`` are every rank's findings, each naming its rank."""
 
-    def __init__(self, mismatches):
+    def __init__(self, mismatches, lines=None):
         self.mismatches = list(mismatches)
-        lines = [f"torch's optimizer step disagrees with refwd at {len(self.mismatches)} tensor(s):"]
-        lines += [f"  {mismatch.describe()}" for mismatch in self.mismatches]
-        super().__init__("\n".join(lines))
+        lines = lines if lines is not None else [mismatch.describe() for mismatch in self.mismatches]
+        super().__init__("\n".join([f"torch's optimizer step disagrees with refwd at {len(lines)} tensor(s):"]
+                                   + [f"  {line}" for line in lines]))
 
 
 class Watcher:
@@ -75,13 +76,14 @@ class Watcher:
     """
 
     def __init__(self, optimizer, model=None, *, on_mismatch="raise", logger=logger, reference=None, hyper=None,
-                 state_map=None, sample=1.0, every=1, seed=0):
+                 state_map=None, sample=1.0, every=1, seed=0, timeout=60.0):
         if on_mismatch not in ("raise", "log"):
             raise ValueError(f"on_mismatch must be 'raise' or 'log', got {on_mismatch!r}")
         if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 < sample <= 1:
             raise ValueError(f"sample must be a fraction of each tensor's elements in (0, 1], got {sample!r}")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a whole number of steps >= 1, got {every!r}")
+        optimizer = watch_distributed.local_optimizer(optimizer)   # ZeRO: the local optimizer of this rank's shard
         # any torch-style optimizer: checked against refwd's rule ``reference``, names and state mapped
         self.target = None if reference is None else make_target(
             type(optimizer), reference, hyper=hyper, state_map=state_map)
@@ -100,6 +102,8 @@ class Watcher:
         self.optimizer = optimizer
         self.sample, self.every = float(sample), every
         self._rng = np.random.default_rng(seed)
+        self.rank = watch_distributed.current_rank()   # None outside torch.distributed
+        self._agreement = None if self.rank is None else watch_distributed.Agreement(timeout)
         self.calls = 0            # optimizer steps seen (checked or not): the step number in the pinpoints
         self.model = model
         self.on_mismatch = on_mismatch
@@ -220,17 +224,22 @@ class Watcher:
                 if key != "step" and key in torch_values and key in refwd_values:
                     self.worst[key] = max(self.worst.get(key, 0.0), ulps)
             mismatches += comparer.mismatches
-        if mismatches:
-            self.mismatches += mismatches
+        self.mismatches += mismatches
+        lines = None
+        if self._agreement is not None:   # every rank learns every rank's findings, and stops with them
+            lines = watch_distributed.disagreements(self._agreement.gather(self.calls, mismatches))
+        elif mismatches:
+            lines = [mismatch.describe() for mismatch in mismatches]
+        if lines:
             if self.on_mismatch == "raise":
-                raise WatchError(mismatches)
-            for mismatch in mismatches:
-                self.logger.warning("refwd watch: %s", mismatch.describe())
+                raise WatchError(mismatches, lines)
+            for line in lines:
+                self.logger.warning("refwd watch: %s", line)
 
     def _positions(self, tensor):
         """The flat positions of ``tensor`` checked at this step (None: all of them): ⌈f·n⌉ draws with replacement
         from this watcher's generator, sorted and without repeats."""
-        size = tensor.numel()
+        size = interop.local(tensor).numel()
         if self.sample >= 1 or size == 0:
             return None
         draws = self._rng.integers(0, size, size=max(1, math.ceil(self.sample * size)))
@@ -261,7 +270,7 @@ class Watcher:
                 continue
             if key == "step":
                 out[key] = int(interop.python_value(value))
-            elif hasattr(value, "numel") and value.numel() == param.numel() and value.dim() == param.dim():
+            elif hasattr(value, "numel") and value.dim() == param.dim() and value.numel() == param.numel():
                 out[key] = interop.take(value, positions, f"state[{key!r}]", copy=copy)
             else:
                 out[key] = interop.python_value(value)
@@ -297,7 +306,8 @@ class Watcher:
         state = self.target.state_map.to_refwd(native, keys, hyperparameters, self._steps_taken.get(name, 0))
         if positions is None:
             return state
-        return {key: value.reshape(-1)[positions] if isinstance(value, np.ndarray) and value.size == tensor.numel()
+        return {key: value.reshape(-1)[positions] if isinstance(value, np.ndarray)
+                and value.size == interop.local(tensor).numel()
                 else value for key, value in state.items()}
 
     def _skipped_step(self, reference, before):
@@ -365,7 +375,7 @@ class Watcher:
                 worst = comparer.measure(Check.LOCKSTEP, step, name, key, refwd_flat[where], torch_flat[where],
                                          scale)
                 worst.index = self._index(where[worst.index[0]], before["positions"][name],
-                                          tuple(before["tensors"][name].shape))
+                                          tuple(interop.local(before["tensors"][name]).shape))
                 if worst.ulps > worst.budget:
                     comparer.record(worst)
                 agreement[key] = worst.ulps
