@@ -65,7 +65,7 @@ def loss_and_grad_scales(layers, activation, x, y, dtype, *, loss_scale=1.0, par
     loss = (total / float(count)) * loss_scale if loss_scale != 1.0 else total / float(count)
     # backward: dℓ/dpred = 2·scale·r / count, formed in two or three roundings
     grad_out = residual * (2.0 * loss_scale / count)
-    grad_out = grad_out._rounded(grad_out.value, grad_out.scale)
+    grad_out = grad_out._rounded(grad_out.value, grad_out.scale.copy())   # (_rounded adds to its scale in place)
     grads = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
         weight, bias = layers[i]

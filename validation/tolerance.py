@@ -143,11 +143,18 @@ class Scaled:
         return cls(value, np.zeros_like(value), dtype)
 
     def _rounded(self, value, scale):
-        """The result of one rounding to the dtype: add |r| and the underflow term η/u. A result beyond the dtype's
+        """The result of one rounding to the dtype: add |r| and the underflow term η/u (to ``scale`` in place: the
+        caller's own new array, so that an operation allocates one scale, not three). A result beyond the dtype's
         largest finite value overflows where torch stores it (a float16 g² or activation, say), while the
         reference, computing in float64, does not: its error is unbounded, the element indeterminate."""
-        scale = scale + np.abs(value) + _underflow(self.dtype)
-        return Scaled(value, np.where(np.abs(value) > _LARGEST[self.dtype], np.inf, scale), self.dtype)
+        magnitude = np.abs(value)
+        if isinstance(scale, np.ndarray) and scale.ndim and scale.shape == magnitude.shape and scale.dtype == np.float64:
+            scale += magnitude          # every caller passes a scale it has just computed: add in place
+            scale += _underflow(self.dtype)
+        else:
+            scale = scale + magnitude + _underflow(self.dtype)
+        overflow = magnitude > _LARGEST[self.dtype]
+        return Scaled(value, np.where(overflow, np.inf, scale) if overflow.any() else scale, self.dtype)
 
     def __neg__(self):
         return Scaled(-self.value, self.scale, self.dtype)
