@@ -1,8 +1,8 @@
 """What the installed torch cannot run is "unsupported", counted apart; what it can run keeps every check.
 
 The probes are exercised against the installed torch's real refusals (capturable on the CPU), and an older torch's
-missing pieces (``Adam(decoupled_weight_decay=...)`` before 2.5, ``mse_loss`` of float16/bfloat16 on the CPU before
-2.5) are simulated by making the probe's view of torch lack them: the run, the report, the exit code and the drift
+missing pieces (``Adam(decoupled_weight_decay=...)`` in 2.4 and 2.6, ``mse_loss`` of float16/bfloat16 on the CPU in
+2.4) are simulated by making the probe's view of torch lack them: the run, the report, the exit code and the drift
 report must then say "unsupported" (or use the written-out loss) instead of failing. The version sweep
 (docs/version-sweep.md) shows the same on the real old versions.
 """

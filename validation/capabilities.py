@@ -1,13 +1,13 @@
 """What the installed torch can run, probed at run time, never guessed from its version number.
 
 Each case needs some things of torch: its optimizer's constructor arguments (``decoupled_weight_decay`` came to
-``torch.optim.Adam`` in 2.5), a kernel for its implementation, dtype and device (a fused CPU kernel for float16),
+``torch.optim.Adam`` after 2.6), a kernel for its implementation, dtype and device (a fused CPU kernel for float16),
 the model's ops in its dtype, a compiler for ``torch.compile``. :func:`unsupported` tries each, on a tiny tensor,
 and returns why the installed torch cannot run the case, or None. Such a case is reported as "unsupported by torch
 X: <reason>" and counted apart: it neither passes nor fails the run. A case torch can run keeps every check.
 
 Where the twin can say the same computation with ops an older torch has, it does so instead of skipping, and says
-so in the case's note (:func:`fallbacks`): the MSE loss of float16/bfloat16 on the CPU, which torch before 2.5 does
+so in the case's note (:func:`fallbacks`): the MSE loss of float16/bfloat16 on the CPU, which torch 2.4 does
 not implement, is then written out as ``((output - target) ** 2).mean()``, the same formula (torch's
 ``mse_loss`` is the mean of the squared differences).
 

@@ -186,7 +186,7 @@ def torch_optimizer(case, named):
 
 def loss(case, model, x, y, scale):
     """torch's MSE loss of the case, times the loss scale. Where the installed torch has no ``mse_loss`` for the
-    dtype and device (float16/bfloat16 on the CPU before torch 2.5), the same mean of squared differences is
+    dtype and device (float16/bfloat16 on the CPU in torch 2.4), the same mean of squared differences is
     written out (:func:`refwd_validation.capabilities.fallbacks`)."""
     torch = import_torch()
     output = model(x)
