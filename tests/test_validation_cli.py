@@ -116,7 +116,8 @@ def test_a_failing_case_exits_1_and_is_pinpointed(tmp_path, broken_sgd):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--optimizer", "lamb"], "unknown optimizer 'lamb'"),
-    (["--impl", "jit"], "unknown impl 'jit'"),
+    (["--impl", "jit"], "unknown impl 'jit'; choose from forloop, foreach, fused, compiled, capturable, "
+                        "differentiable, tensor-lr, grad-scaler"),   # capturable too, which needs cuda
     (["--dtype", "float8"], "unknown dtype 'float8'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--case", "no-such-case"], "unknown case 'no-such-case'"),

@@ -325,8 +325,9 @@ def _select(filters, quick, cuda_available):
         if cuda_ids:
             raise UsageError(f"case {cuda_ids[0].id!r} needs cuda, but torch.cuda.is_available() is False")
     if not cases:
-        raise UsageError("no case matches these filters (torch has no fused RMSprop, and the free-running cases "
-                         "are float64 for-loop); 'refwd validate --list' shows the cases")
+        raise UsageError("no case matches these filters (torch has no fused RMSprop, the free-running cases "
+                         "are float64 for-loop, and capturable runs on cuda only); 'refwd validate --list' shows the "
+                         "cases")
     return cases
 
 

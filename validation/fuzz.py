@@ -365,10 +365,10 @@ class Fuzzer:
 
 
 def counts(outcomes):
-    out = {"run": len(outcomes), "passed": 0, "failed": 0, "rejected": 0, "known_defects": 0}
+    out = {"run": len(outcomes), "passed": 0, "failed": 0, "rejected": 0, "known_defects": 0, "unsupported": 0}
     for outcome in outcomes:
-        key = {Status.PASS: "passed", Status.KNOWN_DEFECT: "known_defects", REJECTED: "rejected"}.get(
-            outcome.status, "failed")
+        key = {Status.PASS: "passed", Status.KNOWN_DEFECT: "known_defects", REJECTED: "rejected",
+               Status.UNSUPPORTED: "unsupported"}.get(outcome.status, "failed")
         out[key] += 1
     return out
 
@@ -382,6 +382,7 @@ def summary(fuzzer, seconds, interrupted=False, torch_version=""):
              + (", interrupted" if interrupted else ""),
              f"  passed {c['passed']}, failed {c['failed']}, rejected by both {c['rejected']}, "
              f"known torch defects {c['known_defects']}"
+             + (f", unsupported by this torch {c['unsupported']}" if c["unsupported"] else "")
              + (f"; shrinking ran {fuzzer.shrink_runs} more" if fuzzer.shrink_runs else "")]
     defects = [o for o in fuzzer.surveyed if o.status == Status.KNOWN_DEFECT]
     for outcome in defects:

@@ -10,9 +10,13 @@ every rank agrees with refwd.
 import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import fully_shard
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel
+
+try:
+    from torch.distributed.fsdp import fully_shard          # public from torch 2.6
+except ImportError:
+    from torch.distributed._composable.fsdp import fully_shard   # torch 2.4 and 2.5
 
 from refwd_validation.watch import watch
 
