@@ -106,17 +106,18 @@ def render(summaries):
              "Every torch in refwd's supported range that installs here, run as a new user would: a fresh venv with "
              "`pip install torch==X` and refwd, then `refwd validate` (the whole CPU matrix) and `refwd validate "
              f"--against tests/data/golden` (the replay of the recording made with torch {BASELINE}). Measured by "
-             "`python docs/make_version_sweep.py run VERSION ...` (the CUDA builds of these versions, run on a CPU "
-             "machine); this page is rendered from `docs/data/version-sweep/*.json` by `python "
+             "`python docs/make_version_sweep.py run VERSION ...` (2.13.0 is the local CPU build, the others are the "
+             "CUDA builds pip installs, run on a CPU machine); this page is rendered from `docs/data/version-sweep/*.json` by `python "
              "docs/make_version_sweep.py render`, and `tests/test_version_sweep_doc.py` checks that it is.", "",
              "A case the installed torch cannot run (an argument its optimizer lacks, a kernel it has not for the "
              "dtype) is *unsupported*: probed at run time (`validation/capabilities.py`), counted apart, and "
              "neither a pass nor a failure. Known defects are upstream-confirmed torch bugs "
-             "(`validation/defects.py`); documented differences are the findings of docs/oracle.md.", "",
+             "(`validation/defects.py`); documented differences are the findings of docs/oracle.md. The times are "
+             "of a 2-core machine doing other work at the same time: a record, not a benchmark.", "",
              "| torch | measured | cases | passed | unsupported | known defects | documented differences | failed "
              "| errors | exit | vs the recording: bit-identical | within tolerance | beyond | replay errors | "
-             "not compared (unsupported) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "not reproducible when recorded | not compared (unsupported) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for summary in summaries:
         counts, drift = summary["validate"]["counts"], summary["against"]["counts"]
         lines.append(
@@ -124,7 +125,7 @@ def render(summaries):
             f"| {counts.get('unsupported', 0)} | {counts['known_defects']} | {counts['expected_errors']} "
             f"| {counts['failed']} | {counts['errors']} | {summary['validate']['exit']} | {drift.get('identical', 0)} "
             f"| {drift.get('within', 0)} | {drift.get('beyond', 0)} | {drift.get('error', 0)} "
-            f"| {drift.get('unsupported', 0)} |")
+            f"| {drift.get('nondeterministic', 0)} | {drift.get('unsupported', 0)} |")
     for summary in summaries:
         validate, against = summary["validate"], summary["against"]
         lines += ["", f"## torch {summary['torch']}", "",

@@ -34,11 +34,15 @@ def test_the_sweep_covers_the_supported_range():
 
 
 def test_no_supported_torch_raises_a_false_alarm():
-    """Every version: the matrix and the replay exit 0, no case fails or errors, nothing changes beyond tolerance."""
+    """Every version: the matrix and the replay exit 0, no case fails or errors, and a change beyond tolerance is
+    only a fix: a known defect's case, recorded failing, that passes the reference now."""
     for summary in SWEEP:
         counts, drift = summary["validate"]["counts"], summary["against"]["counts"]
         assert summary["validate"]["exit"] == 0 and counts["failed"] == 0 and counts["errors"] == 0, summary["torch"]
-        assert summary["against"]["exit"] == 0 and drift["beyond"] == 0 and drift["error"] == 0, summary["torch"]
+        assert summary["against"]["exit"] == 0 and drift["error"] == 0, summary["torch"]
+        beyond = [case for case in summary["against"]["not_identical"] if case["comparison"] == "beyond"]
+        assert all(case["reference"] == "pass" and any(case["id"] in defect.cases for defect in KNOWN_DEFECTS)
+                   for case in beyond), (summary["torch"], beyond)
 
 
 def test_the_known_defect_bounds_are_the_measured_ones():
