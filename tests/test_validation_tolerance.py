@@ -199,3 +199,12 @@ def test_an_overflowing_fma_is_undecidable_not_a_false_alarm():
     refwd_param[1] = np.nextafter(refwd_param[1], np.float32(1), dtype=np.float32) * np.float32(1.001)
     assert tolerance.ulps(refwd_param, torch_param, scales["param"], "float32")[1] > tolerance.budget("float32",
                                                                                                         "param")
+
+
+def test_bfloat16s_limits_are_ml_dtypes_finfo():
+    """tolerance.py writes bfloat16's ε, smallest subnormal and largest value out (ml_dtypes is slow to import)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    info = ml_dtypes.finfo(ml_dtypes.bfloat16)
+    assert tolerance.EPS["bfloat16"] == float(info.eps)
+    assert tolerance.TINY["bfloat16"] == float(info.smallest_subnormal)
+    assert tolerance._LARGEST["bfloat16"] == float(info.max)

@@ -1,8 +1,22 @@
-"""The dtypes the harness compares in, without torch: float16 and bfloat16 (ml_dtypes), and rounding as torch rounds."""
-import ml_dtypes
+"""The dtypes the harness compares in, without torch: float16 and bfloat16 (ml_dtypes), and rounding as torch rounds.
+
+ml_dtypes is imported on first use (its extension takes most of a second to load, which every ``refwd validate``
+would pay before its first case otherwise).
+"""
+import functools
+
 import numpy as np
 
-LOW_PRECISION = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+@functools.cache
+def numpy_dtype(dtype):
+    """The NumPy dtype of a dtype name: bfloat16 is ml_dtypes'."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
 
 
 def compute_dtype(dtype):
@@ -20,4 +34,4 @@ def round_to(array, dtype):
         return np.asarray(array, dtype=dtype)
     array = np.asarray(array, dtype=np.float64)
     with np.errstate(over="ignore"):  # beyond the dtype's range: ±inf, as torch gives
-        return array.astype(np.float32).astype(LOW_PRECISION[dtype]).astype(np.float64)
+        return array.astype(np.float32).astype(numpy_dtype(dtype)).astype(np.float64)

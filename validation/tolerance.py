@@ -64,17 +64,17 @@ Three checks, one budget
 import functools
 import math
 
-import ml_dtypes
 import numpy as np
 
 from .dtypes import round_to
 
-# ε (the ULP of 1.0, 2u) and the smallest positive subnormal of each dtype, from NumPy's and ml_dtypes' finfo.
-_FINFO = {"float64": np.finfo(np.float64), "float32": np.finfo(np.float32), "float16": np.finfo(np.float16),
-          "bfloat16": ml_dtypes.finfo(ml_dtypes.bfloat16)}
-EPS = {dtype: float(info.eps) for dtype, info in _FINFO.items()}
-TINY = {dtype: float(info.smallest_subnormal) for dtype, info in _FINFO.items()}
-_LARGEST = {dtype: float(info.max) for dtype, info in _FINFO.items()}
+# ε (the ULP of 1.0, 2u), the smallest positive subnormal and the largest finite value of each dtype: NumPy's finfo,
+# and bfloat16's (8 significand bits, float32's exponent) written out, as ml_dtypes.finfo gives them
+# (tests/test_validation_tolerance.py checks that it does; ml_dtypes is slow to import)
+_FINFO = {name: np.finfo(name) for name in ("float64", "float32", "float16")}
+EPS = {name: float(info.eps) for name, info in _FINFO.items()} | {"bfloat16": 2.0 ** -7}
+TINY = {name: float(info.smallest_subnormal) for name, info in _FINFO.items()} | {"bfloat16": 2.0 ** -133}
+_LARGEST = {name: float(info.max) for name, info in _FINFO.items()} | {"bfloat16": (2 - 2.0 ** -7) * 2.0 ** 127}
 DTYPES = tuple(EPS)
 QUANTITIES = ("param", "state", "grad", "loss")
 

@@ -92,6 +92,8 @@ def stepper(case, optimizer):
         # recompile limit, after which it silently runs eagerly; and no warning that the profiler's record_function
         # (in every optimizer step) is ignored
         logging.getLogger("torch._dynamo.variables.ctx_manager").setLevel(logging.ERROR)
+        import torch._inductor.config
+        torch._inductor.config.compile_threads = 1   # a case's few small kernels: no pool of compile workers to start
         return torch.compile(optimizer.step)
     if case.impl == "differentiable":
         return functools.partial(_step_differentiably, optimizer)
