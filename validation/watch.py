@@ -342,8 +342,10 @@ class Watcher:
 
     def _compare_parameter(self, comparer, reference, name, before, state_before, refwd_values, torch_values):
         """{key: worst ULPs} of one parameter's param and state (mismatches go to ``comparer``). Bit-identical
-        elements cost one comparison; the error scales are computed where some key differs, and only there."""
+        elements cost one comparison, elements within one ulp of their own size two more (:func:`_within_an_ulp`);
+        the error scales are computed where some key differs by more, and only there."""
         step, agreement, differing = self.calls, {}, []
+        unchanged = before["found_inf"] or before["grads"][name] is None   # nothing may change: scale 0, no filter
         for key in sorted(set(torch_values) | set(refwd_values)):
             refwd_value, torch_value = refwd_values.get(key), torch_values.get(key)
             if refwd_value is None or torch_value is None:
@@ -366,7 +368,9 @@ class Watcher:
                     same |= np.isnan(refwd_flat) & np.isnan(torch_flat)
                 agreement[key] = 0.0
                 if not same.all():
-                    differing.append((key, refwd_flat, torch_flat, ~same))
+                    agreement[key], far = (0.0, ~same) if unchanged else _within_an_ulp(refwd_flat, torch_flat, ~same)
+                    if far.any():
+                        differing.append((key, refwd_flat, torch_flat, far))
         if differing:
             where = np.flatnonzero(np.logical_or.reduce([mask for *_, mask in differing]))
             scales = self._scales(reference, name, before, state_before, where)
@@ -378,7 +382,7 @@ class Watcher:
                                           tuple(interop.local(before["tensors"][name]).shape))
                 if worst.ulps > worst.budget:
                     comparer.record(worst)
-                agreement[key] = worst.ulps
+                agreement[key] = max(agreement[key], worst.ulps)
         return agreement
 
     @staticmethod
@@ -395,6 +399,24 @@ class Watcher:
                 return True
             frame = frame.f_back
         return False
+
+
+def _within_an_ulp(refwd, torch, differ):
+    """(a bound on the worst ULPs of the error scale, the elements that need their scale) among the ``differ`` ones.
+
+    The error scale of any result is at least its size (S_q ≥ |q|: the last rounding adds it), so an element whose
+    two sides differ by at most ε·min(|refwd|, |torch|) is within 1 ULP of its error scale, inside the budget of 2,
+    whatever the scale: |Δ| / (ε·min(|refwd|, |torch|)) bounds its ULPs from above. Only the others, and non-finite
+    ones, need the error model.
+    """
+    positions = np.flatnonzero(differ)
+    first, second = refwd[positions].astype(np.float64), torch[positions].astype(np.float64)
+    with np.errstate(all="ignore"):
+        bound = np.abs(first - second) / (tolerance.EPS[refwd.dtype.name] * np.minimum(np.abs(first), np.abs(second)))
+    near = bound <= 1.0   # False for NaN and inf
+    far = np.zeros(differ.shape, dtype=bool)
+    far[positions[~near]] = True
+    return (float(bound[near].max()) if near.any() else 0.0), far
 
 
 def _scalar(tensor):
