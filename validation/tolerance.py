@@ -151,8 +151,9 @@ class Scaled:
         if isinstance(scale, np.ndarray) and scale.ndim and scale.shape == magnitude.shape and scale.dtype == np.float64:
             scale += magnitude          # every caller passes a scale it has just computed: add in place
             scale += _underflow(self.dtype)
-        else:
-            scale = scale + magnitude + _underflow(self.dtype)
+        else:   # a scalar (the loss) or a broadcast: a new 0-d or full array, as np.where makes it
+            return Scaled(value, np.where(magnitude > _LARGEST[self.dtype], np.inf,
+                                          scale + magnitude + _underflow(self.dtype)), self.dtype)
         overflow = magnitude > _LARGEST[self.dtype]
         return Scaled(value, np.where(overflow, np.inf, scale) if overflow.any() else scale, self.dtype)
 
