@@ -171,32 +171,44 @@ def optimizer_from_torch(torch_optimizer, model=None):
     tensor as a NumPy copy. Tensor-valued hyperparameters (a tensor ``lr``) become the Python number that
     torch reads from them with ``.item()``.
     """
-    refwd_class = refwd_class_for(torch_optimizer)
     names = parameter_names(torch_optimizer, model)
     for group, group_names in zip(torch_optimizer.param_groups, names):
         for param, name in zip(group["params"], group_names):
             check_dtype(param, f"parameter {name!r}")
+    return refwd_optimizer_like(torch_optimizer, names, numpy_state_dict(torch_optimizer.state_dict()))
+
+
+def refwd_optimizer_like(torch_optimizer, names, saved):
+    """refwd's optimizer of ``torch_optimizer``'s class over the parameter ``names`` (a list per group), with the
+    torch optimizer's ``defaults``, loaded from ``saved`` (a :func:`numpy_state_dict`)."""
+    refwd_class = refwd_class_for(torch_optimizer)
     accepted = set(inspect.signature(refwd_class.__init__).parameters) - {"self", "params"}
     defaults = {key: python_value(value) for key, value in torch_optimizer.defaults.items() if key in accepted}
     optimizer = refwd_class([{"params": group_names} for group_names in names], **defaults)
-    optimizer.load_state_dict(numpy_state_dict(torch_optimizer.state_dict()))
+    optimizer.load_state_dict(saved)
     return optimizer
+
+
+def numpy_param_state(param_state, positions=None, *, copy=True, what="state"):
+    """One parameter's torch optimizer state as NumPy: ``step`` as an int, each tensor at the flat ``positions``
+    (:func:`take`; None: all of it, a copy unless ``copy`` is False), other values as they are."""
+    out = {}
+    for key, value in param_state.items():
+        if value is None:  # older torch kept "momentum_buffer": None for SGD without momentum
+            continue
+        if key == "step":
+            out[key] = int(python_value(value))
+        elif isinstance(value, torch.Tensor):
+            out[key] = take(value, positions, f"{what}[{key!r}]", copy=copy)
+        else:
+            out[key] = value
+    return out
 
 
 def numpy_state_dict(torch_state_dict):
     """A torch optimizer state_dict with tensors turned into NumPy arrays and scalar tensors into numbers."""
-    state = {}
-    for index, param_state in torch_state_dict["state"].items():
-        state[index] = {}
-        for key, value in param_state.items():
-            if value is None:  # older torch kept "momentum_buffer": None for SGD without momentum
-                continue
-            if key == "step":
-                state[index][key] = int(python_value(value))
-            elif isinstance(value, torch.Tensor):
-                state[index][key] = to_numpy(value, f"state[{index}][{key!r}]")
-            else:
-                state[index][key] = value
+    state = {index: numpy_param_state(param_state, what=f"state[{index}]")
+             for index, param_state in torch_state_dict["state"].items()}
     groups = [{key: python_value(value) for key, value in group.items()}
               for group in torch_state_dict["param_groups"]]
     return {"state": state, "param_groups": groups}

@@ -36,7 +36,6 @@ elements escapes k checked steps with probability (1 − p)^(k·⌈f·n⌉) ≤ 
 replacement). ``every=N`` checks one step in N. ``benchmarks/bench_watch.py`` measures the overhead
 (docs/interop.md).
 """
-import inspect
 import logging
 import math
 import sys
@@ -211,7 +210,8 @@ class Watcher:
                 if before["grad_scale"] is not None:
                     before["grads"][name] = grad = _unscaled(grad, before["grad_scale"])
                 expected = reference.step(before["params"], {name: grad})[name]
-            torch_state = self._torch_state(optimizer.state.get(tensor, {}), tensor, positions, copy=False) \
+            torch_state = interop.numpy_param_state(optimizer.state.get(tensor, {}), positions, copy=False,
+                                                    what=f"state of {name!r}") \
                 if self.target is None else self._target_state(optimizer, tensor, reference, name, positions)
             torch_values = {"param": interop.take(tensor, positions, f"parameter {name!r}", copy=False),
                             **torch_state}
@@ -245,36 +245,16 @@ class Watcher:
             return None
         return self._rng.integers(0, size, size=max(1, math.ceil(self.sample * size)))
 
-    def _reference(self, optimizer, names, tensors, positions):
+    @staticmethod
+    def _reference(optimizer, names, tensors, positions):
         """refwd's optimizer equivalent to torch's: its groups' hyperparameters as they are now (a scheduler's lr
         included) and a copy of its state at the checked positions."""
-        refwd_class = interop.refwd_class_for(optimizer)
-        saved = optimizer.state_dict()   # the groups as torch saves them (the state is not copied)
-        accepted = set(inspect.signature(refwd_class.__init__).parameters) - {"self", "params"}
-        reference = refwd_class([{"params": group_names} for group_names in names],
-                                **{key: interop.python_value(value) for key, value in optimizer.defaults.items()
-                                   if key in accepted})
-        reference.load_state_dict({"state": {}, "param_groups": [
-            {key: interop.python_value(value) for key, value in group.items()} for group in saved["param_groups"]]})
-        reference.state = {name: self._torch_state(optimizer.state[tensor], tensor, positions[name], copy=True)
+        groups = interop.numpy_state_dict({"state": {}, "param_groups": optimizer.state_dict()["param_groups"]})
+        reference = interop.refwd_optimizer_like(optimizer, names, groups)
+        reference.state = {name: interop.numpy_param_state(optimizer.state[tensor], positions[name],
+                                                           what=f"state of {name!r}")
                            for name, tensor in tensors.items() if optimizer.state.get(tensor)}
         return reference
-
-    @staticmethod
-    def _torch_state(state, param, positions, copy):
-        """torch's state of one parameter in refwd's form: ``step`` an int, each tensor of the parameter's size as
-        NumPy at ``positions`` (read in place unless ``copy``), other values as torch reads them."""
-        out = {}
-        for key, value in state.items():
-            if value is None:   # older torch kept "momentum_buffer": None for SGD without momentum
-                continue
-            if key == "step":
-                out[key] = int(interop.python_value(value))
-            elif hasattr(value, "numel") and value.dim() == param.dim() and value.numel() == param.numel():
-                out[key] = interop.take(value, positions, f"state[{key!r}]", copy=copy)
-            else:
-                out[key] = interop.python_value(value)
-        return out
 
     def _reference_of_target(self, optimizer, names, positions):
         """refwd's optimizer equivalent to a target's: its groups' hyperparameters and its state, mapped."""
