@@ -2,8 +2,8 @@
 
 For each model size and optimizer, times a training step (forward, backward, optimizer.step) without a watcher,
 with the full check, and with ``sample=0.01``, and prints the median per-step times, their ratio to the plain
-step, and the watcher's peak NumPy memory during a step (tracemalloc sees NumPy's allocations, not torch's)
-against the size of the params, grads and optimizer state. ``--profile`` prints where a full check's time goes.
+step, and the watcher's peak memory in a step (the copies it holds between steps plus what tracemalloc sees it
+allocate in one) against the size of the params, grads and optimizer state. ``--profile NAME`` prints where a full check's time goes.
 Not a test: timings depend on the machine, so nothing here asserts a figure (docs/interop.md quotes a run).
 """
 import argparse
@@ -73,7 +73,7 @@ def measure(sizes, batch, torch_class, kwargs, options, steps):
     if watcher is not None:
         tracemalloc.start()
         step()
-        peak = tracemalloc.get_traced_memory()[1]
+        peak = watcher.copy_bytes + tracemalloc.get_traced_memory()[1]   # held between steps + made in one
         tracemalloc.stop()
         watcher.detach()
         assert not watcher.mismatches, watcher.summary()
@@ -85,14 +85,17 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10, help="timed steps per configuration (median taken)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", choices=["85k", "10M", "both"], default="both")
-    parser.add_argument("--profile", action="store_true", help="profile a full check of Adam on the chosen model")
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), action="append",
+                        help="only this optimizer (repeatable; default: all)")
+    parser.add_argument("--profile", choices=list(OPTIMIZERS), help="profile a full check of this optimizer on the "
+                                                                     "first chosen model")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = {name: value for name, value in MODELS.items()
               if args.model == "both" or name.startswith(args.model.replace("k", " k").replace("M", " M"))}
     if args.profile:
         (sizes, batch), = list(models.values())[:1]
-        step, watcher, _ = setup(sizes, batch, torch.optim.Adam, dict(lr=1e-3, amsgrad=True), {})
+        step, watcher, _ = setup(sizes, batch, *OPTIMIZERS[args.profile], {})
         step()
         cProfile.runctx("for _ in range(5): step()", globals(), {"step": step}, "/tmp/bench_watch.prof")
         pstats.Stats("/tmp/bench_watch.prof").sort_stats("cumulative").print_stats(25)
@@ -103,6 +106,8 @@ def main(argv=None):
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for model_name, (sizes, batch) in models.items():
         for optimizer_name, (torch_class, kwargs) in OPTIMIZERS.items():
+            if args.optimizer and optimizer_name not in args.optimizer:
+                continue
             results = {mode: measure(sizes, batch, torch_class, kwargs, options, args.steps)
                        for mode, options in MODES.items()}
             plain = results["plain"][0]

@@ -45,10 +45,11 @@ def local(tensor):
     return to_local() if callable(to_local) else tensor
 
 
-def take(tensor, positions=None, what="tensor", *, copy=True):
+def take(tensor, positions=None, what="tensor", *, copy=True, out=None):
     """The elements of ``tensor`` at the flat ``positions`` (an int64 array; None: all of them, in its shape) as
     NumPy, checked as :func:`to_numpy` checks. A subset is always a new array; all of it is a copy unless ``copy``
-    is False, where a CPU tensor's memory is read in place (valid until torch next writes the tensor)."""
+    is False, where a CPU tensor's memory is read in place (valid until torch next writes the tensor). A copy goes
+    into ``out`` where that is an array of the same shape and dtype (a watcher's copy from the step before)."""
     tensor = local(tensor)
     if tensor.layout != torch.strided:
         raise TypeError(f"{what} is a {_layout_name(tensor)} tensor; refwd's rules take dense tensors")
@@ -59,10 +60,16 @@ def take(tensor, positions=None, what="tensor", *, copy=True):
         return tensor.reshape(-1).index_select(0, index).cpu().numpy()
     if tensor.device.type != "cpu":
         return tensor.cpu().numpy()
-    return tensor.clone().numpy() if copy else tensor.numpy()
+    array = tensor.resolve_neg().numpy()
+    if not copy:
+        return array
+    if out is not None and out.shape == array.shape and out.dtype == array.dtype:
+        np.copyto(out, array)   # memory already mapped: a new 16 MB array costs twice the copy in page faults
+        return out
+    return array.copy()
 
 
-def grad_to_numpy(name, param, positions=None):
+def grad_to_numpy(name, param, positions=None, out=None):
     """A NumPy copy of ``param.grad`` (None stays None), or of its elements at ``positions`` (:func:`take`).
 
     A gradient refwd's rules cannot take is a TypeError naming the parameter: a sparse one (``nn.Embedding(
@@ -79,7 +86,7 @@ def grad_to_numpy(name, param, positions=None):
     if grad.device != param.device:
         raise TypeError(f"parameter {name!r} is on {param.device} but its gradient is on {grad.device}; refwd "
                         "takes a gradient on its parameter's device, as torch's optimizers do")
-    return take(grad, positions, f"grad of {name!r}")
+    return take(grad, positions, f"grad of {name!r}", out=out)
 
 
 def params_from_torch(source):
@@ -189,20 +196,21 @@ def refwd_optimizer_like(torch_optimizer, names, saved):
     return optimizer
 
 
-def numpy_param_state(param_state, positions=None, *, copy=True, what="state"):
+def numpy_param_state(param_state, positions=None, *, copy=True, what="state", out=None):
     """One parameter's torch optimizer state as NumPy: ``step`` as an int, each tensor at the flat ``positions``
-    (:func:`take`; None: all of it, a copy unless ``copy`` is False), other values as they are."""
-    out = {}
+    (:func:`take`; None: all of it, a copy unless ``copy`` is False, into ``out[key]`` where that fits), other
+    values as they are."""
+    numpy_state = {}
     for key, value in param_state.items():
         if value is None:  # older torch kept "momentum_buffer": None for SGD without momentum
             continue
         if key == "step":
-            out[key] = int(python_value(value))
+            numpy_state[key] = int(python_value(value))
         elif isinstance(value, torch.Tensor):
-            out[key] = take(value, positions, f"{what}[{key!r}]", copy=copy)
+            numpy_state[key] = take(value, positions, f"{what}[{key!r}]", copy=copy, out=(out or {}).get(key))
         else:
-            out[key] = value
-    return out
+            numpy_state[key] = value
+    return numpy_state
 
 
 def numpy_state_dict(torch_state_dict):

@@ -110,6 +110,7 @@ class Watcher:
         self.steps = 0
         self.mismatches = []
         self.worst = {}
+        self._copies = {}   # {(parameter, "param" | "grad" | state key): the array copied at the last checked step}
         self.agreement = {}   # the last step checked: {parameter name: {key: worst ULPs}} (0.0: bit-identical)
         self._handles = []
         self._steps_taken = {}    # a target's parameters' step counts, for a target that keeps none (``step=``)
@@ -135,6 +136,12 @@ class Watcher:
         self.detach()
         return False
 
+    @property
+    def copy_bytes(self):
+        """Bytes of the copies this watcher holds between full checks (one of each param, grad and state tensor),
+        copied into again at the next one."""
+        return sum(array.nbytes for array in self._copies.values())
+
     def summary(self):
         """One line: steps checked, mismatches, and the worst ULPs seen per key."""
         worst = ", ".join(f"{key} {ulps:.3g}" for key, ulps in sorted(self.worst.items()))
@@ -154,12 +161,14 @@ class Watcher:
                             "had_grad": {name: tensor.grad is not None for name, tensor in tensors.items()}}
             return None
         positions = {name: self._positions(tensor) for name, tensor in tensors.items()}
+        copies = self._copies   # the last checked step's arrays, copied into again where they fit
         self._before = {"checked": True, "tensors": tensors, "positions": positions,
-                        "params": {name: interop.take(tensor, positions[name], f"parameter {name!r}")
+                        "params": {name: interop.take(tensor, positions[name], f"parameter {name!r}",
+                                                      out=copies.get((name, "param")))
                                    for name, tensor in tensors.items()},
-                        "optimizer": self._reference(optimizer, names, tensors, positions) if self.target is None
-                        else self._reference_of_target(optimizer, names, positions),
-                        "grads": {name: interop.grad_to_numpy(name, tensor, positions[name])
+                        "optimizer": self._reference(optimizer, names, tensors, positions, copies)
+                        if self.target is None else self._reference_of_target(optimizer, names, positions),
+                        "grads": {name: interop.grad_to_numpy(name, tensor, positions[name], copies.get((name, "grad")))
                                   for name, tensor in tensors.items()},
                         # read as torch's step reads them: GradScaler sets them on a fused optimizer
                         "grad_scale": _scalar(getattr(optimizer, "grad_scale", None)),
@@ -171,7 +180,8 @@ class Watcher:
         def closure_then_copy_grads():  # torch calls the closure inside step(), after this hook
             loss = closure()
             if self._before["checked"]:
-                self._before["grads"] = {name: interop.grad_to_numpy(name, tensor, positions[name])
+                self._before["grads"] = {name: interop.grad_to_numpy(name, tensor, positions[name],
+                                                                     copies.get((name, "grad")))
                                          for name, tensor in tensors.items()}
             else:
                 self._before["had_grad"] = {name: tensor.grad is not None for name, tensor in tensors.items()}
@@ -203,28 +213,27 @@ class Watcher:
         self.agreement = {}
         for name, tensor in before["tensors"].items():   # one parameter at a time: its results are dropped after
             positions = before["positions"][name]
-            grad = before["grads"][name]
-            if before["found_inf"] or grad is None:   # nothing may change
-                expected = before["params"][name]
-            else:
-                if before["grad_scale"] is not None:
-                    before["grads"][name] = grad = _unscaled(grad, before["grad_scale"])
-                expected = reference.step(before["params"], {name: grad})[name]
+            if before["grad_scale"] is not None and before["grads"][name] is not None and not before["found_inf"]:
+                before["grads"][name] = _unscaled(before["grads"][name], before["grad_scale"])
             torch_state = interop.numpy_param_state(optimizer.state.get(tensor, {}), positions, copy=False,
                                                     what=f"state of {name!r}") \
                 if self.target is None else self._target_state(optimizer, tensor, reference, name, positions)
             torch_values = {"param": interop.take(tensor, positions, f"parameter {name!r}", copy=False),
                             **torch_state}
-            refwd_values = {"param": expected, **reference.state.get(name, {})}
             comparer = Comparer(before["params"][name].dtype.name)
-            self.agreement[name] = self._compare_parameter(comparer, reference, name, before,
-                                                           state_before.get(name, {}), refwd_values, torch_values)
-            reference.state.pop(name, None)   # refwd's new state of this parameter: compared, no longer needed
+            self.agreement[name] = self._check_parameter(comparer, reference, name, before,
+                                                         state_before.get(name, {}), torch_values)
+            refwd_keys = {"param", *reference.state.pop(name, {})}   # refwd's new state: compared, not needed
             for key, ulps in self.agreement[name].items():
-                if key != "step" and key in torch_values and key in refwd_values:
+                if key != "step" and key in torch_values and key in refwd_keys:
                     self.worst[key] = max(self.worst.get(key, 0.0), ulps)
             mismatches += comparer.mismatches
         self.mismatches += mismatches
+        if self.sample >= 1:   # the copies, to be copied into at the next checked step: one copy held, not remade
+            self._copies = {(name, key): value for name in before["tensors"]
+                            for key, value in [("param", before["params"][name]), ("grad", before["grads"][name]),
+                                               *state_before.get(name, {}).items()]
+                            if isinstance(value, np.ndarray)}
         lines = None
         if self._agreement is not None:   # every rank learns every rank's findings, and stops with them
             lines = watch_distributed.disagreements(self._agreement.gather(self.calls, mismatches))
@@ -246,13 +255,15 @@ class Watcher:
         return self._rng.integers(0, size, size=max(1, math.ceil(self.sample * size)))
 
     @staticmethod
-    def _reference(optimizer, names, tensors, positions):
+    def _reference(optimizer, names, tensors, positions, copies):
         """refwd's optimizer equivalent to torch's: its groups' hyperparameters as they are now (a scheduler's lr
         included) and a copy of its state at the checked positions."""
         groups = interop.numpy_state_dict({"state": {}, "param_groups": optimizer.state_dict()["param_groups"]})
         reference = interop.refwd_optimizer_like(optimizer, names, groups)
         reference.state = {name: interop.numpy_param_state(optimizer.state[tensor], positions[name],
-                                                           what=f"state of {name!r}")
+                                                           what=f"state of {name!r}",
+                                                           out={key: copies.get((name, key))
+                                                                for key in optimizer.state[tensor]})
                            for name, tensor in tensors.items() if optimizer.state.get(tensor)}
         return reference
 
@@ -305,65 +316,101 @@ class Watcher:
                         moments = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
                         reference.state[name] = {"step": 0, **{key: zeros.copy() for key in moments}}
 
-    def _scales(self, reference, name, before, state, where):
-        """The error scale of each output of this parameter's step at the flat elements ``where`` (of the checked
-        ones): the rule is elementwise, so its scale on those elements alone is the whole's there. Zeros where
-        torch skips the step: nothing may change."""
-        grad = before["grads"][name]
-        if grad is None or before["found_inf"]:
-            return {}
-        param = before["params"][name].reshape(-1)[where]
-        group = next(group for group in reference.param_groups if name in group["params"])
-        hyperparameters = {key: group[key] for key in reference.defaults}
-        state = {key: value.reshape(-1)[where] if isinstance(value, np.ndarray) else value
-                 for key, value in state.items()}
-        return tolerance.step_scales(spec_for_refwd(reference).error_scale_rule, param, grad.reshape(-1)[where],
-                                     state, hyperparameters, param.dtype.name)
+    def _check_parameter(self, comparer, reference, name, before, state_before, torch_values):
+        """{key: worst ULPs} of one parameter's step, refwd's taken on the copies from before it against torch's
+        ``torch_values`` (mismatches go to ``comparer``: per key, the worst element). The rule is elementwise, so
+        it is taken and compared in pieces of the flattened tensors, exactly as on the whole: a piece's
+        temporaries stay in the cache and are reused, where the whole's would be allocated and faulted in anew
+        at every step (at 10 M params that was half the watcher's time)."""
+        param, grad = before["params"][name].reshape(-1), before["grads"][name]
+        unchanged = before["found_inf"] or grad is None   # nothing may change: refwd's values are the copies
+        if unchanged:
+            state_before = reference.state.get(name, {})   # with the zero moments torch may create (_skipped_step)
 
-    def _compare_parameter(self, comparer, reference, name, before, state_before, refwd_values, torch_values):
-        """{key: worst ULPs} of one parameter's param and state (mismatches go to ``comparer``). Bit-identical
-        elements cost one comparison, elements within one ulp of their own size two more (:func:`_within_an_ulp`);
-        the error scales are computed where some key differs by more, and only there."""
-        step, agreement, differing = self.calls, {}, []
-        unchanged = before["found_inf"] or before["grads"][name] is None   # nothing may change: scale 0, no filter
+        def piece_of(value, piece):
+            elementwise = isinstance(value, np.ndarray) and value.size == param.size
+            return value.reshape(-1)[piece] if elementwise else value
+
+        agreement, worst = {}, {}
+        for start in range(0, max(param.size, 1), _PIECE):
+            piece = slice(start, start + _PIECE)
+            state = {key: piece_of(value, piece) for key, value in state_before.items()}
+            if unchanged:
+                refwd_values = {"param": param[piece], **state}
+            else:
+                reference.state[name] = state
+                refwd_values = {"param": reference.step({**before["params"], name: param[piece]},
+                                                        {name: grad.reshape(-1)[piece]})[name],
+                                **reference.state[name]}
+                if not state_before:
+                    del reference.state[name]
+            inputs = None if unchanged else (param[piece], grad.reshape(-1)[piece], state)
+            self._compare_piece(comparer, reference, name, before, inputs, refwd_values,
+                                {key: piece_of(value, piece) for key, value in torch_values.items()},
+                                start, agreement, worst)
+        for mismatch in worst.values():
+            if mismatch.ulps > mismatch.budget:
+                comparer.record(mismatch)
+        return agreement
+
+    def _compare_piece(self, comparer, reference, name, before, inputs, refwd_values, torch_values, start,
+                       agreement, worst):
+        """Compare one piece (from flat element ``start``), into ``agreement`` {key: worst ULPs} and ``worst``
+        {key: worst element}. Bit-identical elements cost one comparison, elements within one ulp of their own
+        size a few more (:func:`_within_an_ulp`); the error scales are computed where some key differs by more,
+        and only there. A difference of keys, shapes or dtypes is the same in every piece: recorded once."""
+        step, differing, first_piece = self.calls, [], start == 0
         for key in sorted(set(torch_values) | set(refwd_values)):
             refwd_value, torch_value = refwd_values.get(key), torch_values.get(key)
             if refwd_value is None or torch_value is None:
-                side = "refwd" if torch_value is None else "torch"
-                comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
-                                  message=f"state key {key!r} only in {side}'s state")
+                if first_piece:
+                    side = "refwd" if torch_value is None else "torch"
+                    comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
+                                      message=f"state key {key!r} only in {side}'s state")
                 agreement[key] = math.inf
             elif key == "step":
-                comparer.compare_count(Check.LOCKSTEP, step, name, int(refwd_value), int(torch_value))
+                if first_piece:
+                    comparer.compare_count(Check.LOCKSTEP, step, name, int(refwd_value), int(torch_value))
                 agreement[key] = 0.0 if int(refwd_value) == int(torch_value) else math.inf
             elif refwd_value.shape != torch_value.shape or refwd_value.dtype != torch_value.dtype:
-                comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
-                                  message=f"refwd has {refwd_value.dtype} {refwd_value.shape}, torch "
-                                          f"{torch_value.dtype} {torch_value.shape}")
+                if first_piece:
+                    comparer.mismatch(Check.LOCKSTEP, step, name, key, budget=0.0,
+                                      message=f"refwd has {refwd_value.dtype}, torch {torch_value.dtype} "
+                                              f"{tuple(torch_value.shape)}" if refwd_value.dtype != torch_value.dtype
+                                      else f"torch's {key!r} has shape {tuple(torch_value.shape)}, not the "
+                                           f"parameter's")
                 agreement[key] = math.inf
             else:
                 refwd_flat, torch_flat = refwd_value.reshape(-1), torch_value.reshape(-1)
-                same = refwd_flat == torch_flat
-                if not same.all():
-                    same |= np.isnan(refwd_flat) & np.isnan(torch_flat)
-                agreement[key] = 0.0
-                if not same.all():
-                    agreement[key], far = (0.0, ~same) if unchanged else _within_an_ulp(refwd_flat, torch_flat, ~same)
+                differ = refwd_flat != torch_flat   # and both NaN: dropped among these few by _within_an_ulp
+                agreement.setdefault(key, 0.0)
+                if differ.any():
+                    bound, far = _within_an_ulp(refwd_flat, torch_flat, differ, bitwise=inputs is None)
+                    agreement[key] = max(agreement[key], bound)
                     if far.any():
                         differing.append((key, refwd_flat, torch_flat, far))
-        if differing:
-            where = np.flatnonzero(np.logical_or.reduce([mask for *_, mask in differing]))
-            scales = self._scales(reference, name, before, state_before, where)
-            for key, refwd_flat, torch_flat, _ in differing:
-                scale = scales.get(key, np.zeros(where.size))
-                worst = comparer.measure(Check.LOCKSTEP, step, name, key, refwd_flat[where], torch_flat[where],
-                                         scale)
-                worst.index = self._index(where[worst.index[0]], before["positions"][name],
-                                          tuple(interop.local(before["tensors"][name]).shape))
-                if worst.ulps > worst.budget:
-                    comparer.record(worst)
-                agreement[key] = max(agreement[key], worst.ulps)
-        return agreement
+        if not differing:
+            return
+        where = np.flatnonzero(np.logical_or.reduce([mask for *_, mask in differing]))
+        scales = {} if inputs is None else self._scales(reference, name, *inputs, where)
+        for key, refwd_flat, torch_flat, _ in differing:
+            found = comparer.measure(Check.LOCKSTEP, step, name, key, refwd_flat[where], torch_flat[where],
+                                     scales.get(key, np.zeros(where.size)))
+            found.index = self._index(start + where[found.index[0]], before["positions"][name],
+                                      tuple(interop.local(before["tensors"][name]).shape))
+            agreement[key] = max(agreement[key], found.ulps)
+            if key not in worst or found.ulps > worst[key].ulps:
+                worst[key] = found
+
+    @staticmethod
+    def _scales(reference, name, param, grad, state, where):
+        """The error scale of each output of this parameter's step at the elements ``where`` of a piece (``param``,
+        ``grad``, ``state``): the rule is elementwise, so its scale on those elements alone is the whole's there."""
+        group = next(group for group in reference.param_groups if name in group["params"])
+        hyperparameters = {key: group[key] for key in reference.defaults}
+        state = {key: value[where] if isinstance(value, np.ndarray) else value for key, value in state.items()}
+        return tolerance.step_scales(spec_for_refwd(reference).error_scale_rule, param[where], grad[where], state,
+                                     hyperparameters, param.dtype.name)
 
     @staticmethod
     def _index(checked, positions, shape):
@@ -381,22 +428,35 @@ class Watcher:
         return False
 
 
-def _within_an_ulp(refwd, torch, differ):
+_PIECE = 1 << 18   # elements per piece of a check: a float64 temporary of 2 MB, which malloc reuses
+
+
+def _within_an_ulp(refwd, torch, differ, bitwise=False):
     """(a bound on the worst ULPs of the error scale, the elements that need their scale) among the ``differ`` ones.
 
     The error scale of any result is at least its size (S_q ≥ |q|: the last rounding adds it), so an element whose
     two sides differ by at most ε·min(|refwd|, |torch|) is within 1 ULP of its error scale, inside the budget of 2,
     whatever the scale: |Δ| / (ε·min(|refwd|, |torch|)) bounds its ULPs from above. Only the others, and non-finite
-    ones, need the error model.
+    ones, need the error model; NaN on both sides agrees. With ``bitwise`` (a step that must change nothing) every
+    other difference needs it.
     """
     positions = np.flatnonzero(differ)
     first, second = refwd[positions].astype(np.float64), torch[positions].astype(np.float64)
-    with np.errstate(all="ignore"):
-        bound = np.abs(first - second) / (tolerance.EPS[refwd.dtype.name] * np.minimum(np.abs(first), np.abs(second)))
-    near = bound <= 1.0   # False for NaN and inf
+    both_nan = np.isnan(first) & np.isnan(second)
+    if bitwise:
+        near, bound = both_nan, np.zeros(positions.size)
+    else:   # in place: these are a quarter of a 10 M-element step's elements, and allocations cost more than the math
+        bound = np.subtract(first, second)
+        with np.errstate(all="ignore"):
+            np.abs(bound, out=bound)                                                 # |Δ|
+            np.minimum(np.abs(first, out=first), np.abs(second, out=second), out=first)
+            bound /= first
+            bound /= tolerance.EPS[refwd.dtype.name]                                 # |Δ| / (ε·min(|a|, |b|))
+        near = bound <= 1.0   # False for NaN and inf
+        near |= both_nan
     far = np.zeros(differ.shape, dtype=bool)
     far[positions[~near]] = True
-    return (float(bound[near].max()) if near.any() else 0.0), far
+    return float(np.max(bound, where=near & ~both_nan, initial=0.0)), far
 
 
 def _scalar(tensor):

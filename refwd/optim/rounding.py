@@ -28,8 +28,8 @@ def fma(a, b, c):
     """
     dtype = np.result_type(a, b, c)  # Python scalars are weak (NEP 50): this is the arrays' dtype
     if dtype != np.float64:
-        a, b, c = (np.asarray(x, dtype=dtype).astype(np.float64) for x in (a, b, c))  # scalars rounded as torch does
-        return (a * b + c).astype(dtype)
+        a, b, c = (np.asarray(x, dtype=dtype) for x in (a, b, c))   # scalars rounded as torch does
+        return (np.multiply(a, b, dtype=np.float64) + c).astype(dtype)  # a·b exact in float64, + c, rounded
     return np.where(np.isinf(c) & np.isfinite(a) & np.isfinite(b), c, a * b + c)
 
 
