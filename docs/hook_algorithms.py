@@ -1,0 +1,1 @@
+"""MkDocs hook: algorithm boxes taken from the rules' docstrings (being written)."""

@@ -1,0 +1,1 @@
+"""MkDocs hook: formulas rendered at build time (being written)."""

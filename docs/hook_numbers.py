@@ -1,0 +1,1 @@
+"""MkDocs hook: measured figures taken from docs/data (being written)."""
