@@ -270,3 +270,43 @@ def test_float16_is_checked_and_bfloat16_refused_at_attach():
     model = make_model(torch.bfloat16)
     with pytest.raises(TypeError, match="parameter '0.weight' has dtype torch.bfloat16; refwd compares float16"):
         watch(torch.optim.Adam(model.parameters()), model)
+
+
+def test_a_parameter_larger_than_a_piece_reports_its_worst_element_once():
+    """The full check runs in pieces of the flattened tensors: a wrong element in the second piece is reported
+    once, at its index in the parameter, and the larger of two wrong elements in different pieces is the one."""
+    from refwd_validation.watch import _PIECE
+    torch.manual_seed(0)
+    n_out = _PIECE // 64 + 5                           # a 64 × n_out weight spans two pieces
+    model = torch.nn.Sequential(torch.nn.Linear(64, n_out), torch.nn.Tanh(), torch.nn.Linear(n_out, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    late = divmod(_PIECE + 70, 64)                      # (row, column) of a flat index inside the second piece
+
+    nudging = []
+
+    def nudge(optimizer, args, kwargs):   # registered before the watcher's hook: torch's result changes
+        if nudging:
+            with torch.no_grad():
+                model[0].weight[0, 1] += 1e-4
+                model[0].weight[late] += 1e-3
+
+    def step():
+        x, y = torch.randn(8, 64), torch.randn(8, 1)
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+
+    optimizer.register_step_post_hook(nudge)
+    watcher = watch(optimizer, model)
+    step()
+    step()                                               # the second checked step copies into the first's arrays
+    held = watcher.copy_bytes
+    assert watcher.mismatches == [] and held > 0
+    nudging.append(True)
+    with pytest.raises(WatchError) as caught:
+        step()
+    [mismatch] = caught.value.mismatches
+    assert (mismatch.step, mismatch.parameter, mismatch.key, mismatch.index) == (3, "0.weight", "param", late)
+    assert mismatch.second - mismatch.first == pytest.approx(1e-3, rel=1e-2)
+    assert watcher.copy_bytes == held
+    watcher.detach()
