@@ -342,8 +342,6 @@ class Watcher:
                 refwd_values = {"param": reference.step({**before["params"], name: param[piece]},
                                                         {name: grad.reshape(-1)[piece]})[name],
                                 **reference.state[name]}
-                if not state_before:
-                    del reference.state[name]
             inputs = None if unchanged else (param[piece], grad.reshape(-1)[piece], state)
             self._compare_piece(comparer, reference, name, before, inputs, refwd_values,
                                 {key: piece_of(value, piece) for key, value in torch_values.items()},
