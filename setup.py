@@ -23,7 +23,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "ml_dtypes>=0.4", "packaging>=22", "tqdm>=4.60"],
         "validate": ["torch>=2.4,<3", "ml_dtypes>=0.4", "packaging>=22", "tqdm>=4.60"],
-        "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "matplotlib>=3.7"],
+        "docs": ["mkdocs>=1.5", "mkdocs-material>=9", "matplotlib>=3.7", "quickjs>=1.19", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["refwd=refwd_validation.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Mathematics"],

@@ -13,7 +13,7 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
     r"""One Adam step for one tensor (Kingma & Ba, Algorithm 1), with torch's ε placement.
 
     Symbols: θ param, g grad, γ ``lr``, β₁, β₂ ``betas``, ε ``eps``, λ ``weight_decay``,
-    m ``state["exp_avg"]``, v ``state["exp_avg_sq"]``, v̂ᵐᵃˣ ``state["max_exp_avg_sq"]`` (amsgrad),
+    m ``state["exp_avg"]``, v ``state["exp_avg_sq"]``, vᵐᵃˣ ``state["max_exp_avg_sq"]`` (amsgrad),
     t ``state["step"]`` (counted per parameter); γ₀ ``initial_lr``, η_t = γ/γ₀. Conventions (torch's
     first): where ε sits, ``eps_placement`` ("after_root" | "inside_root" | "hat" | "floor"); what scales the
     decoupled decay, ``decay_convention`` ("torch": γλ | "paper": η_tλ | "independent": λ).
@@ -21,25 +21,32 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
     .. math::
 
         t &\leftarrow t + 1\\
-        g_t &\leftarrow -g_t \quad\text{if maximize}\\
-        \theta_{t-1} &\leftarrow (1 - \gamma\lambda)\,\theta_{t-1} \quad\text{if decoupled (AdamW)}, \quad
-            \text{else}\quad g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{(coupled L2)}
-            \quad\text{(}1 - \eta_t\lambda \text{ with "paper", } 1 - \lambda \text{ with "independent")}\\
+        g_t &\leftarrow -g_t && \text{if maximize}\\
+        \theta_{t-1} &\leftarrow \begin{cases} (1 - \gamma\lambda)\,\theta_{t-1} & \texttt{"torch"}\\
+                                               (1 - \eta_t\lambda)\,\theta_{t-1} & \texttt{"paper"}\\
+                                               (1 - \lambda)\,\theta_{t-1} & \texttt{"independent"} \end{cases}
+            && \text{if decoupled (AdamW)}\\
+        g_t &\leftarrow g_t + \lambda\,\theta_{t-1} && \text{otherwise, if } \lambda \ne 0 \text{ (L2)}\\
         m_t &= \beta_1\, m_{t-1} + (1-\beta_1)\, g_t\\
         v_t &= \beta_2\, v_{t-1} + (1-\beta_2)\, g_t^2\\
-        v^{\max}_t &= \max(v^{\max}_{t-1}, v_t) \quad\text{if amsgrad (the raw } v\text{, before correction)}\\
-        \theta_t &= \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\, m_t \Big/
-            \Big(\frac{\sqrt{v_t}}{\sqrt{1-\beta_2^t}} + \varepsilon\Big)
-            \quad(v^{\max}_t \text{ in place of } v_t \text{ if amsgrad})\\
-        \text{"inside\_root": }& \sqrt{v_t/(1-\beta_2^t) + \varepsilon} \text{ in place of the bracket; }
-        \text{"floor": } \max\big(\sqrt{v_t}/\sqrt{1-\beta_2^t},\ \varepsilon\big);\\
-        \text{"hat": }& \theta_t = \theta_{t-1} - \frac{\gamma\sqrt{1-\beta_2^t}}{1-\beta_1^t}\,
-            m_t \big/ (\sqrt{v_t} + \hat\varepsilon)
+        v^{\max}_t &= \max(v^{\max}_{t-1}, v_t) && \text{if amsgrad: replaces } v_t \text{ below}\\
+        \theta_t &= \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\; m_t \Big/
+            \Big(\frac{\sqrt{v_t}}{\sqrt{1-\beta_2^t}} + \varepsilon\Big)\\
+        \theta_t &= \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\; m_t \Big/ \sqrt{\frac{v_t}{1-\beta_2^t} + \varepsilon}
+            && \text{instead, if \texttt{"inside\_root"}}\\
+        \theta_t &= \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\; m_t \Big/
+            \max\Big(\frac{\sqrt{v_t}}{\sqrt{1-\beta_2^t}},\ \varepsilon\Big)
+            && \text{instead, if \texttt{"floor"}}\\
+        \theta_t &= \theta_{t-1} - \frac{\gamma\sqrt{1-\beta_2^t}}{1-\beta_1^t}\; m_t \Big/
+            (\sqrt{v_t} + \hat\varepsilon)
+            && \text{instead, if \texttt{"hat"}}
 
-    In exact arithmetic the last line is θ − γ·m̂/(√v̂ + ε) with m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ): ε sits
-    outside the bias-corrected root. It is not the paper's "ε̂" form γ·√(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε̂)
-    that TensorFlow and Keras use (``eps_placement="hat"``); the two differ where √v is comparable
-    to ε. "inside_root" is optax's ``eps_root`` (with its ``eps=0``); "floor" bounds the denominator by ε.
+    m, v and vᵐᵃˣ start at zero; vᵐᵃˣ is the running maximum of the raw v, before the bias correction. The
+    first θ_t row is torch's, "after_root"; in exact arithmetic it is θ − γ·m̂/(√v̂ + ε) with
+    m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ): ε sits outside the bias-corrected root. It is not the paper's "ε̂" form
+    γ·√(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε̂) that TensorFlow and Keras use (``eps_placement="hat"``); the two differ
+    where √v is comparable to ε. "inside_root" is optax's ``eps_root`` (with its ``eps=0``); "floor" bounds
+    the denominator by ε.
 
     torch: ``torch.optim.Adam`` and ``torch.optim.AdamW`` (for-loop ``_single_tensor_adam``), same
     defaults and state keys; the decoupled factor uses the group's current lr. m is a ``lerp`` here as in
@@ -71,9 +78,9 @@ def adam_step(param, grad, state, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_de
     bias_correction2 = 1 - beta2 ** step                                        # 1 − β₂ᵗ
     step_size = lr / bias_correction1                                           # γ / (1 − β₁ᵗ)
     if amsgrad:
-        max_exp_avg_sq = np.maximum(state.get("max_exp_avg_sq", np.zeros_like(param)), exp_avg_sq)  # v̂ᵐᵃˣ_t
+        max_exp_avg_sq = np.maximum(state.get("max_exp_avg_sq", np.zeros_like(param)), exp_avg_sq)  # vᵐᵃˣ_t
         new_state["max_exp_avg_sq"] = max_exp_avg_sq
-    second_moment = max_exp_avg_sq if amsgrad else exp_avg_sq                   # v_t, or v̂ᵐᵃˣ_t if amsgrad
+    second_moment = max_exp_avg_sq if amsgrad else exp_avg_sq                   # v_t, or vᵐᵃˣ_t if amsgrad
     if eps_placement == "after_root":
         denom = np.sqrt(second_moment) / bias_correction2 ** 0.5 + eps        # √v/√(1−β₂ᵗ) + ε
     elif eps_placement == "inside_root":

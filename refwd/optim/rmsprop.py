@@ -19,17 +19,20 @@ def rmsprop_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0
 
     .. math::
 
-        g_t &\leftarrow -g_t \quad\text{if maximize}\\
-        g_t &\leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \quad\text{(coupled L2)}\\
-        v_t &= \alpha\, v_{t-1} + (1-\alpha)\, g_t^2, \quad v_0 = \text{initial\_square\_avg}\\
-        \bar g_t &= \alpha\, \bar g_{t-1} + (1-\alpha)\, g_t \quad\text{if centered}\\
-        d_t &= \sqrt{v_t - \bar g_t^2} + \varepsilon \ \text{ if centered, else }\ \sqrt{v_t} + \varepsilon
-              \quad\text{(}\sqrt{v_t - \bar g_t^2 + \varepsilon},\ \sqrt{v_t + \varepsilon}
-              \text{ if "inside\_root")}\\
-        b_t &= \mu\, b_{t-1} + g_t / d_t, \quad \theta_t = \theta_{t-1} - \gamma\, b_t \quad\text{if } \mu > 0
-              \quad\text{(} b_t = \mu\, b_{t-1} + \gamma\, g_t / d_t,\ \theta_t = \theta_{t-1} - b_t
-              \text{ if "in\_momentum")}\\
-        \theta_t &= \theta_{t-1} - \gamma\, g_t / d_t \quad\text{otherwise}
+        t &\leftarrow t + 1 && \text{counted only}\\
+        g_t &\leftarrow -g_t && \text{if maximize}\\
+        g_t &\leftarrow g_t + \lambda\,\theta_{t-1} && \text{if } \lambda \ne 0 \text{ (coupled L2)}\\
+        v_t &= \alpha\, v_{t-1} + (1-\alpha)\, g_t^2\\
+        \bar g_t &= \alpha\, \bar g_{t-1} + (1-\alpha)\, g_t && \text{if centered}\\
+        d_t &= \begin{cases} \sqrt{v_t - \bar g_t^2} + \varepsilon & \text{if centered}\\
+                             \sqrt{v_t} + \varepsilon & \text{otherwise} \end{cases}\\
+        d_t &= \begin{cases} \sqrt{v_t - \bar g_t^2 + \varepsilon} & \text{if centered}\\
+                             \sqrt{v_t + \varepsilon} & \text{otherwise} \end{cases}
+            && \text{instead, if \texttt{"inside\_root"}}\\
+        b_t &= \mu\, b_{t-1} + g_t / d_t, \quad \theta_t = \theta_{t-1} - \gamma\, b_t && \text{if } \mu > 0\\
+        b_t &= \mu\, b_{t-1} + \gamma\, g_t / d_t, \quad \theta_t = \theta_{t-1} - b_t
+            && \text{instead, if \texttt{"in\_momentum"}}\\
+        \theta_t &= \theta_{t-1} - \gamma\, g_t / d_t && \text{without momentum}
 
     ḡ and b start at zero (unlike SGD's buffer, which starts at the first gradient), v at
     ``initial_square_avg``. ε inside the root is TensorFlow's, Keras's and optax's placement (and Graves's);

@@ -10,20 +10,29 @@ def rmspropw_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=
 
     Symbols as in :func:`refwd.optim.rmsprop.rmsprop_step`: θ param, g grad, γ ``lr``, α ``alpha``,
     ε ``eps``, λ ``weight_decay``, μ ``momentum``, v ``state["square_avg"]``, ḡ ``state["grad_avg"]``,
-    b ``state["momentum_buffer"]``; γ₀ ``initial_lr``, η_t = γ/γ₀. Conventions: ``decay_convention``
-    ("torch": γλ | "paper": η_tλ | "independent": λ, see :mod:`refwd.optim.decoupled`), and RMSprop's
-    ``eps_placement``, ``lr_placement`` and ``initial_square_avg``, passed on.
+    b ``state["momentum_buffer"]``, t ``state["step"]``; γ₀ ``initial_lr``, η_t = γ/γ₀. Conventions:
+    ``decay_convention`` ("torch": γλ | "paper": η_tλ | "independent": λ, see :mod:`refwd.optim.decoupled`),
+    and RMSprop's ``eps_placement``, ``lr_placement`` and ``initial_square_avg``, passed on.
 
     .. math::
 
-        \theta_{t-1} &\leftarrow (1 - \gamma\lambda)\,\theta_{t-1}
-            \quad\text{(torch convention; } (1-\eta_t\lambda)\,\theta_{t-1} \text{ with the paper's)}\\
-        g_t &\leftarrow -g_t \quad\text{if maximize}\\
+        \theta_{t-1} &\leftarrow \begin{cases} (1 - \gamma\lambda)\,\theta_{t-1} & \texttt{"torch"}\\
+                                               (1 - \eta_t\lambda)\,\theta_{t-1} & \texttt{"paper"}\\
+                                               (1 - \lambda)\,\theta_{t-1} & \texttt{"independent"} \end{cases}
+            && \text{the decoupled decay}\\
+        t &\leftarrow t + 1 && \text{counted only}\\
+        g_t &\leftarrow -g_t && \text{if maximize}\\
         v_t &= \alpha\, v_{t-1} + (1-\alpha)\, g_t^2\\
-        \bar g_t &= \alpha\, \bar g_{t-1} + (1-\alpha)\, g_t \quad\text{if centered}\\
-        d_t &= \sqrt{v_t - \bar g_t^2} + \varepsilon \ \text{ if centered, else }\ \sqrt{v_t} + \varepsilon\\
-        b_t &= \mu\, b_{t-1} + g_t / d_t, \quad \theta_t = \theta_{t-1} - \gamma\, b_t \quad\text{if } \mu > 0\\
-        \theta_t &= \theta_{t-1} - \gamma\, g_t / d_t \quad\text{otherwise}
+        \bar g_t &= \alpha\, \bar g_{t-1} + (1-\alpha)\, g_t && \text{if centered}\\
+        d_t &= \begin{cases} \sqrt{v_t - \bar g_t^2} + \varepsilon & \text{if centered}\\
+                             \sqrt{v_t} + \varepsilon & \text{otherwise} \end{cases}\\
+        d_t &= \begin{cases} \sqrt{v_t - \bar g_t^2 + \varepsilon} & \text{if centered}\\
+                             \sqrt{v_t + \varepsilon} & \text{otherwise} \end{cases}
+            && \text{instead, if \texttt{"inside\_root"}}\\
+        b_t &= \mu\, b_{t-1} + g_t / d_t, \quad \theta_t = \theta_{t-1} - \gamma\, b_t && \text{if } \mu > 0\\
+        b_t &= \mu\, b_{t-1} + \gamma\, g_t / d_t, \quad \theta_t = \theta_{t-1} - b_t
+            && \text{instead, if \texttt{"in\_momentum"}}\\
+        \theta_t &= \theta_{t-1} - \gamma\, g_t / d_t && \text{without momentum}
 
     λθ enters neither v nor the step's numerator, so every weight shrinks by the same factor, whatever its
     gradient history; coupled ``RMSprop(weight_decay=λ)`` instead shrinks θ_i by γλ/d_i, a per-parameter

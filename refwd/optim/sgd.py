@@ -15,16 +15,20 @@ def sgd_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_deca
 
     .. math::
 
-        g_t &\leftarrow -g_t \quad\text{if maximize}\\
-        g_t &\leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \quad\text{(coupled L2)}\\
-        g_t &\leftarrow \gamma\, g_t \quad\text{if lr\_placement = "in\_momentum" (Keras, Sutskever: b is a velocity)}\\
-        b_t &\leftarrow g_t \ \text{ on this parameter's first step (momentum\_init = "first\_grad"), else }\
-              \mu\, b_{t-1} + (1-\tau)\, g_t \ \text{ with } b_0 = 0 \quad\text{if } \mu \ne 0\\
-        g_t &\leftarrow g_t + \mu\, b_t \ \text{ if nesterov, else }\ b_t \quad\text{if } \mu \ne 0\\
-        \theta_t &\leftarrow \theta_{t-1} - \gamma\, g_t \quad\text{(}\theta_{t-1} - g_t \text{ if "in\_momentum")}
+        g_t &\leftarrow -g_t && \text{if maximize}\\
+        g_t &\leftarrow g_t + \lambda\,\theta_{t-1} && \text{if } \lambda \ne 0 \text{ (coupled L2)}\\
+        g_t &\leftarrow \gamma\, g_t && \text{if \texttt{"in\_momentum"}}\\
+        b_t &\leftarrow \begin{cases} g_t & \text{its first step}\\
+                                      \mu\, b_{t-1} + (1-\tau)\, g_t & \text{later} \end{cases} && \text{if } \mu \ne 0\\
+        b_t &\leftarrow \mu\, b_{t-1} + (1-\tau)\, g_t,\ b_0 = 0 && \text{instead, if \texttt{"zero"}}\\
+        g_t &\leftarrow \begin{cases} g_t + \mu\, b_t & \text{if nesterov}\\ b_t & \text{otherwise} \end{cases}
+            && \text{if } \mu \ne 0\\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, g_t\\
+        \theta_t &\leftarrow \theta_{t-1} - g_t && \text{instead, if \texttt{"in\_momentum"}}
 
-    The two momentum-buffer inits differ only with dampening (b₁ = g₁ against (1 − τ)g₁); the lr placements
-    differ as soon as the lr changes (inside, the old velocity keeps the old lr; outside, a new lr rescales it).
+    The two momentum-buffer inits differ only with dampening (b₁ = g₁ against (1 − τ)g₁). With "in_momentum"
+    (Keras's and Sutskever's form) b is a velocity; the lr placements differ as soon as the lr changes (inside,
+    the old velocity keeps the old lr; outside, a new lr rescales it).
 
     torch: ``torch.optim.SGD`` (for-loop ``_single_tensor_sgd``), same defaults and state key. torch
     computes ``g + λθ``, ``μb + (1−τ)g``, the Nesterov sum and ``θ − γg`` each as one fused multiply-add

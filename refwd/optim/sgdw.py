@@ -15,13 +15,19 @@ def sgdw_step(param, grad, state, *, lr, momentum=0.0, dampening=0.0, weight_dec
 
     .. math::
 
-        \theta_{t-1} &\leftarrow (1 - \gamma\lambda)\,\theta_{t-1}
-            \quad\text{(torch convention; } (1-\eta_t\lambda)\,\theta_{t-1} \text{ with the paper's)}\\
-        g_t &\leftarrow -g_t \quad\text{if maximize}\\
-        b_t &\leftarrow g_t \ \text{ on this parameter's first step, else }\ \mu\, b_{t-1} + (1-\tau)\, g_t
-              \quad\text{if } \mu \ne 0\\
-        g_t &\leftarrow g_t + \mu\, b_t \ \text{ if nesterov, else }\ b_t \quad\text{if } \mu \ne 0\\
-        \theta_t &\leftarrow \theta_{t-1} - \gamma\, g_t
+        \theta_{t-1} &\leftarrow \begin{cases} (1 - \gamma\lambda)\,\theta_{t-1} & \texttt{"torch"}\\
+                                               (1 - \eta_t\lambda)\,\theta_{t-1} & \texttt{"paper"}\\
+                                               (1 - \lambda)\,\theta_{t-1} & \texttt{"independent"} \end{cases}
+            && \text{the decoupled decay}\\
+        g_t &\leftarrow -g_t && \text{if maximize}\\
+        g_t &\leftarrow \gamma\, g_t && \text{if \texttt{"in\_momentum"}}\\
+        b_t &\leftarrow \begin{cases} g_t & \text{its first step}\\
+                                      \mu\, b_{t-1} + (1-\tau)\, g_t & \text{later} \end{cases} && \text{if } \mu \ne 0\\
+        b_t &\leftarrow \mu\, b_{t-1} + (1-\tau)\, g_t,\ b_0 = 0 && \text{instead, if \texttt{"zero"}}\\
+        g_t &\leftarrow \begin{cases} g_t + \mu\, b_t & \text{if nesterov}\\ b_t & \text{otherwise} \end{cases}
+            && \text{if } \mu \ne 0\\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, g_t\\
+        \theta_t &\leftarrow \theta_{t-1} - g_t && \text{instead, if \texttt{"in\_momentum"}}
 
     λθ never enters the momentum buffer: that is the whole difference from ``SGD(weight_decay=λ)``, whose
     buffer accumulates λθ (see docs/weight-decay.md). Without momentum the two agree up to rounding.
