@@ -18,6 +18,18 @@ that breaks is reported with the rank and torch's cause. Nothing else of the wat
 import datetime
 import sys
 
+# FSDP2 runs on the CPU with gloo from torch 2.7 (measured with docs/examples/watch_distributed.py: 2.4.1 and 2.5.1
+# create CUDA streams in fully_shard's lazy init, "CUDA driver version is insufficient"; 2.6.0 calls record_event on
+# a CPU stream, which has none; 2.7.1 and 2.13.0 run). Before 2.7 it runs on GPUs only, where the watcher reads its
+# DTensor shards by the same code (interop.local).
+FSDP2_ON_CPU_SINCE = "2.7"
+
+
+def fsdp2_runs_on_cpu():
+    """Whether this torch's FSDP2 (``fully_shard``) trains on the CPU: from torch 2.7 (:data:`FSDP2_ON_CPU_SINCE`)."""
+    import torch
+    return torch.__version__ >= FSDP2_ON_CPU_SINCE
+
 
 class DistributedWatchError(RuntimeError):
     """The ranks could not agree on a checked step (a rank missing, a broken process group): rank and cause."""

@@ -5,7 +5,8 @@
 Each wrapper trains a small MLP for a few steps with refwd's watcher attached; every rank checks the step it takes
 (DDP: the whole model; ZeRO: the shard its local optimizer owns; FSDP2: its local shards) and the ranks agree after
 each checked step, so a wrong step on any rank stops all of them with the rank named. Exits 0 when every step of
-every rank agrees with refwd.
+every rank agrees with refwd. FSDP2 runs on the CPU from torch 2.7; with an older torch the example says so and
+skips it.
 """
 import torch
 import torch.distributed as dist
@@ -13,12 +14,8 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel
 
-try:
-    from torch.distributed.fsdp import fully_shard          # public from torch 2.6
-except ImportError:
-    from torch.distributed._composable.fsdp import fully_shard   # torch 2.4 and 2.5
-
 from refwd_validation.watch import watch
+from refwd_validation.watch_distributed import FSDP2_ON_CPU_SINCE, fsdp2_runs_on_cpu
 
 STEPS = 5
 
@@ -51,13 +48,18 @@ def main():
     zero = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.Adam, lr=1e-2, amsgrad=True)
     train(model, zero, "DDP + ZeroRedundancyOptimizer(Adam)")
 
-    model = mlp()
-    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
-    for layer in model:
-        if isinstance(layer, torch.nn.Linear):
-            fully_shard(layer, mesh=mesh)
-    fully_shard(model, mesh=mesh)
-    train(model, torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, nesterov=True), "FSDP2 + SGD")
+    if fsdp2_runs_on_cpu():
+        from torch.distributed.fsdp import fully_shard
+        model = mlp()
+        mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        train(model, torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, nesterov=True), "FSDP2 + SGD")
+    else:
+        print(f"rank {dist.get_rank()}, FSDP2 + SGD: not run: torch {torch.__version__}'s FSDP2 needs CUDA "
+              f"(on the CPU from torch {FSDP2_ON_CPU_SINCE})", flush=True)
     dist.destroy_process_group()
 
 
