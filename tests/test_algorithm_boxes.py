@@ -7,7 +7,10 @@ docs/hook_algorithms.py replaces a line ``<!-- algorithm: refwd.optim.adam.adam_
   marker on exactly one page;
 - no page types a copy of a box: no ``\\begin{aligned}`` on an optimizer page, and no display formula anywhere
   that shares two distinctive rows with a rule's box (a detector checked here on a re-typed box);
-- the symbol map of each optimizer page's "Symbols" paragraph is the one in its rule's docstring;
+- the notation table, docs/notation.md, is the one list of symbols: every symbol and torch name of each rule
+  docstring's "Symbols" line is a row of it, every symbol of each box is in it, every row links exactly the
+  rules that use it (none stale), and the optimizer pages point at it instead of typing a symbol map (the
+  table, the lines and the TeX are parsed here; the checkers are fed bad inputs to show they report them);
 - SGDW's and RMSpropW's boxes are SGD's and RMSprop's with the coupled L2 row replaced by Adam's decoupled decay;
 - the hook replaces a marker by exactly the docstring's math lines (parsed here independently of the hook), and
   a marker naming nothing, or a function without math, fails with the page, the line and the marker.
@@ -19,6 +22,7 @@ import inspect
 import re
 import textwrap
 import types
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -136,43 +140,281 @@ def test_the_copy_detector_catches_a_retyped_box_and_spares_a_derivation():
     assert DISPLAY.findall(derivation) and typed_copies(derivation) == []
 
 
-# The pages' symbol maps are the docstrings'.
+# The notation table: docs/notation.md has one row per symbol of the boxes (two where a symbol means two things),
+# and the docstrings' Symbols lines and the boxes agree with it. Everything below parses the table, the lines and
+# the TeX itself, independently of the hook; each checker returns its findings, so a test can feed it a bad input.
 
-LATEX_TO_UNICODE = [(r"\varepsilon", "ε"), (r"\theta", "θ"), (r"\gamma", "γ"), (r"\lambda", "λ"), (r"\alpha", "α"),
-                    (r"\beta", "β"), (r"\mu", "μ"), (r"\tau", "τ"), (r"\bar g", "ḡ"), (r"^{\max}", "ᵐᵃˣ"),
-                    ("_0", "₀"), ("_1", "₁"), ("_2", "₂"), (" ", "")]
-PAGE_SYMBOL = re.compile(r"\$([^$]+)\$\s+(?:`([^`]+)`|(param|grad)\b)")
-DOC_SYMBOL = re.compile(r"([^\s,()]+(?:, [^\s,()]+)?) (?:``([^`]+)``|(param|grad)\b)")
-AS_FOR = re.compile(r"^Symbols as for \[[^\]]+\]\(([\w.-]+)#algorithm\)")
-
-
-def symbols_paragraph(text, start):
-    begin = text.index(start)
-    return text[begin:text.find("\n\n", begin)]
-
-
-def page_symbols(page):
-    """{argument or state key: symbol} from the page's "Symbols" paragraph, with the page it refers to."""
-    paragraph = symbols_paragraph(page.read_text(), "Symbols")
-    inherited = AS_FOR.match(paragraph)
-    symbols = page_symbols(page.parent / inherited[1]) if inherited else {}
-    for latex, code, word in PAGE_SYMBOL.findall(paragraph):
-        for command, character in LATEX_TO_UNICODE:
-            latex = latex.replace(command, character)
-        symbols[code or word] = latex
-    return symbols
-
-
-def docstring_symbols(function):
-    paragraph = symbols_paragraph(inspect.getdoc(function), "Symbols").split("Conventions")[0]
-    return {code or word: symbol.replace(" ", "") for symbol, code, word in DOC_SYMBOL.findall(paragraph)}
+NOTATION = DOCS / "notation.md"
+TABLE_HEADER = "| symbol | meaning | torch's name | used by |"
+# The lowercase Greek block, α (U+03B1) to ω, under TeX's names; TeX's \epsilon is ϵ, its \varepsilon ε.
+GREEK = {name: chr(0x3B1 + offset) for offset, name in enumerate(
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho varsigma sigma tau "
+    "upsilon phi chi psi omega".split())}
+GREEK.update(varepsilon="ε", epsilon="ϵ", vartheta="ϑ", varphi="ϕ", varrho="ϱ")
+ACCENTS = {"bar": "\u0304", "hat": "\u0302", "tilde": "\u0303"}
+# TeX commands that are operators, spacing or layout, not symbols. A command in neither this set nor GREEK is
+# reported, so a new symbol written as a command (\kappa is Greek, \nabla is not) cannot slip through unchecked.
+TEX_OPERATORS = {"leftarrow", "rightarrow", "gets", "frac", "tfrac", "sqrt", "max", "min", "ne", "le", "ge",
+                 "leq", "geq", "quad", "qquad", "Big", "big", "Bigl", "Bigr", "left", "right", "cdot", "times",
+                 "mathrel", "infty", "pm", "mp", "ln", "log", "exp"}
+TEXT_GROUP = re.compile(r"\\(?:text|texttt|mathrm|operatorname)\s*\{")
+SPACING = re.compile(r"\\\\|\\[,;:! ]|\\(?:begin|end)\{\w+\*?\}")
+TEX_TOKEN = re.compile(r"""
+    (?:\\(?P<accent>bar|hat|tilde)(?![A-Za-z])\s*)?     # \bar g, \hat\varepsilon
+    (?:\\(?P<command>[A-Za-z]+)|(?P<letter>[A-Za-z]))
+    (?P<max>\^\{\\max\})?                              # v^{\max}, one symbol
+    (?:_(?:\{(?P<braced>[^{}]*)\}|(?P<single>[A-Za-z0-9])))?
+""", re.X)
+SUBSCRIPT_DIGITS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
-@pytest.mark.parametrize("page, dotted", [m for m in markers() if m[0].startswith("optimizers/")], ids=str)
-def test_the_page_symbols_are_the_docstring_symbols(page, dotted):
-    expected = docstring_symbols(documented(resolve(dotted)))
-    assert {"param", "grad", "lr"} <= set(expected)
-    assert page_symbols(DOCS / page) == expected
+def without_text(tex):
+    r"""``tex`` without its ``\text{...}`` groups (braces balanced, ``\texttt`` nested inside), environments and
+    spacing: what is left is symbols and operators."""
+    out, start = [], 0
+    while (group := TEXT_GROUP.search(tex, start)):
+        out.append(tex[start:group.start()])
+        depth, end = 1, group.end()
+        while depth:
+            if end >= len(tex):
+                raise ValueError(f"unbalanced braces in {tex!r}")
+            if tex[end] == "\\":
+                end += 2
+                continue
+            depth += {"{": 1, "}": -1}.get(tex[end], 0)
+            end += 1
+        out.append(" ")
+        start = end
+    out.append(tex[start:])
+    return SPACING.sub(" ", "".join(out))
+
+
+def tex_tokens(tex):
+    """(symbol, subscript) for each symbol of ``tex``, the symbol in the docstrings' Unicode (``\\beta`` → β,
+    ``\\bar g`` → ḡ, ``v^{\\max}`` → vᵐᵃˣ), the subscript as written ('' if none); an unknown command comes back as
+    ``\\name``. Operators are dropped."""
+    tokens = []
+    for match in TEX_TOKEN.finditer(without_text(tex)):
+        command = match["command"]
+        if command in TEX_OPERATORS and not match["accent"]:
+            continue
+        if command is not None and command not in GREEK:
+            tokens.append((f"\\{command}", ""))
+            continue
+        symbol = GREEK[command] if command else match["letter"]
+        if match["accent"]:
+            symbol += ACCENTS[match["accent"]]
+        if match["max"]:
+            symbol += "ᵐᵃˣ"
+        tokens.append((unicodedata.normalize("NFC", symbol), match["braced"] or match["single"] or ""))
+    return tokens
+
+
+def named(symbol, subscript):
+    """The symbol with its subscript as part of its name: β₁, γ₀, η_t."""
+    if not subscript:
+        return symbol
+    return symbol + (subscript.translate(SUBSCRIPT_DIGITS) if subscript.isdigit() else f"_{subscript}")
+
+
+def box_symbols(lines, table):
+    """The symbols a box uses. A subscripted symbol is one of its own where the table has it (β₁, γ₀, η_t), and
+    otherwise the symbol at a step (g_t, θ_{t-1}, b_0), whose index letters (t) are symbols too."""
+    used = set()
+    for symbol, subscript in tex_tokens("\n".join(lines)):
+        if subscript and named(symbol, subscript) in table:
+            used.add(named(symbol, subscript))
+        else:
+            used.add(symbol)
+            used.update(re.findall(r"[A-Za-z]", subscript))
+    return used
+
+
+def symbol_key(tex):
+    """The one symbol a table cell's TeX names, subscript included: ``\\beta_1`` → β₁."""
+    tokens = tex_tokens(tex)
+    assert len(tokens) == 1, f"the table's symbol ${tex}$ is not one symbol: {tokens}"
+    return named(*tokens[0])
+
+
+def notation_rows(text):
+    """(symbol, {names in code font}, {rules linked in "used by"}) for each row of the notation table."""
+    lines = text.splitlines()
+    assert TABLE_HEADER in lines, f"docs/notation.md has no table headed {TABLE_HEADER!r}"
+    rule_of_page = {page: dotted.rpartition(".")[2] for page, dotted in markers()}
+    rows = []
+    for line in lines[lines.index(TABLE_HEADER) + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        assert len(cells) == 4, f"a notation row does not have 4 cells: {line}"
+        tex = re.fullmatch(r"\$([^$]+)\$", cells[0])
+        assert tex, f"the symbol cell {cells[0]!r} is not one $...$ formula"
+        rules = set()
+        for target in re.findall(r"\]\(([^)\s]+)\)", cells[3]):
+            page, _, anchor = target.partition("#")
+            assert anchor == "algorithm" and page in rule_of_page, f"{cells[0]}: {target} is not a rule's box"
+            rules.add(rule_of_page[page])
+        rows.append((symbol_key(tex[1]), set(re.findall(r"`([^`]+)`", cells[2])), rules))
+    return rows
+
+
+def symbols_line(function):
+    """The docstring's Symbols line: from "Symbols" to "Conventions" or the end of its paragraph."""
+    doc = inspect.getdoc(function)
+    start = doc.index("Symbols")
+    return doc[start:doc.find("\n\n", start)].split("Conventions")[0]
+
+
+def symbols_line_pairs(line):
+    """(symbol, name) for each symbol a Symbols line defines (name None for one defined by a formula, ``η_t =
+    γ/γ₀``), and the items it could not read. ``β₁, β₂ ``betas``'' gives both symbols the name."""
+    lead = re.match(r"Symbols(?: as in :\w+:`[^`]+`)?:", line)
+    if lead is None:
+        return [], [line]
+    body = re.sub(r"\([^()]*\)", "", line[lead.end():])     # asides: "(amsgrad)", "(counted, unused ...)"
+    pairs, unread, waiting = [], [], []
+    for item in re.split(r"[,;]", " ".join(body.split())):
+        item = item.strip().rstrip(".").strip()
+        pair = re.fullmatch(r"(\S+) (?:``([^`]+)``|(param|grad))", item)
+        definition = re.fullmatch(r"(\S+) = \S.*", item)
+        if pair:
+            name = pair[2] or pair[3]
+            pairs += [(symbol, name) for symbol in [*waiting, pair[1]]]
+            waiting = []
+        elif definition:
+            pairs.append((definition[1], None))
+        elif re.fullmatch(r"\S+", item):
+            waiting.append(item)
+        elif item:
+            unread.append(item)
+    pairs = [(unicodedata.normalize("NFC", symbol), name) for symbol, name in pairs]
+    return pairs, unread + waiting
+
+
+def symbols_line_problems(rule, line, rows):
+    """Why ``rule``'s Symbols line disagrees with the table: a symbol it lacks, or a row for the rule with
+    another name."""
+    pairs, unread = symbols_line_pairs(line)
+    problems = [f"{rule}: cannot read {item!r} in its Symbols line" for item in unread]
+    for symbol, name in pairs:
+        candidates = [row for row in rows if row[0] == symbol]
+        if not candidates:
+            problems.append(f"{rule}: {symbol} is not in docs/notation.md")
+        elif name is not None and not any(name in names and rule in rules for _, names, rules in candidates):
+            problems.append(f"{rule}: {symbol} is {name!r} in its docstring, but no row of the table for {symbol} "
+                            f"names {name!r} and links {rule}")
+    return problems
+
+
+def rows_problems(rows, uses, names_by_rule):
+    """Stale or wrong rows: each symbol's rows must link exactly the rules that use it (``uses``: rule → symbols),
+    and a row must name the torch name each linked rule's Symbols line gives (``names_by_rule``: rule →
+    {symbol: name})."""
+    problems = []
+    for symbol in dict.fromkeys(row[0] for row in rows):
+        linked = set().union(*(rules for key, _, rules in rows if key == symbol))
+        using = {rule for rule, symbols in uses.items() if symbol in symbols}
+        if not using:
+            problems.append(f"{symbol}: no rule uses it (a stale row)")
+        elif linked != using:
+            problems.append(f"{symbol}: the table links {sorted(linked)}, the rules using it are {sorted(using)}")
+    for symbol, names, rules in rows:
+        for rule in sorted(rules):
+            name = names_by_rule.get(rule, {}).get(symbol)
+            if name is not None and name not in names:
+                problems.append(f"{symbol}: the row naming {sorted(names)} links {rule}, whose docstring says {name!r}")
+    return problems
+
+
+@functools.lru_cache(maxsize=None)
+def table():
+    return notation_rows(NOTATION.read_text())
+
+
+def rule_uses(name):
+    """The symbols rule ``name`` uses: its box's and its Symbols line's; and its Symbols line's names."""
+    function = documented(getattr(refwd.optim, name))
+    pairs, _ = symbols_line_pairs(symbols_line(function))
+    keys = {row[0] for row in table()}
+    return (box_symbols(docstring_math(function), keys) | {symbol for symbol, _ in pairs},
+            {symbol: code for symbol, code in pairs if code is not None})
+
+
+def test_the_table_is_read():
+    keys = [row[0] for row in table()]
+    assert {"θ", "g", "t", "γ", "γ₀", "η_t", "λ", "β₁", "β₂", "ε", "ε̂", "vᵐᵃˣ", "ḡ", "b", "d"} <= set(keys), keys
+    assert keys.count("v") == 2 and keys.count("b") == 2, "v and b each mean two things: two rows"
+    assert all(rules for _, _, rules in table())
+
+
+def test_the_tex_reader_finds_symbols_and_skips_text_and_operators():
+    assert box_symbols([r"v^{\max}_t &= \max(v^{\max}_{t-1}, v_t) && \text{if amsgrad: replaces } v_t"], {}) == {
+        "vᵐᵃˣ", "v", "t"}
+    assert box_symbols([r"\bar g_t &= \alpha\, \bar g_{t-1} + \frac{\gamma}{1-\beta_1^t} (\sqrt{v_t} + \hat\varepsilon)"
+                        r' && \text{if \texttt{"in\_momentum"}}\\'], {"β₁"}) == {"ḡ", "t", "α", "γ", "β₁", "v", "ε̂"}
+    assert box_symbols([r"b_t &\leftarrow \mu\, b_{t-1},\ b_0 = 0 \quad \eta_t\lambda"], {"η_t"}) == {
+        "b", "t", "μ", "η_t", "λ"}
+    assert box_symbols([r"\kappa_t \leftarrow \nabla \zeta"], {}) == {"κ", "t", "\\nabla", "ζ"}
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_the_docstring_symbols_are_the_tables(name):
+    function = documented(getattr(refwd.optim, name))
+    line = symbols_line(function)
+    pairs, _ = symbols_line_pairs(line)
+    assert {"θ", "g", "γ", "λ"} <= {symbol for symbol, _ in pairs}, f"{function.__qualname__}'s Symbols line: {pairs}"
+    assert symbols_line_problems(name, line, table()) == []
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_every_symbol_of_a_box_is_in_the_table(name):
+    used, _ = rule_uses(name)
+    keys = {row[0] for row in table()}
+    assert sorted(used - keys) == [], f"the box of {name} uses symbols docs/notation.md does not define"
+
+
+def test_every_row_is_used_by_the_rules_it_links():
+    uses = {name: rule_uses(name) for name in RULES}
+    problems = rows_problems(table(), {rule: used for rule, (used, _) in uses.items()},
+                             {rule: names for rule, (_, names) in uses.items()})
+    assert problems == []
+
+
+def test_the_checkers_report_a_missing_symbol_a_wrong_name_and_a_stale_row():
+    rows = [("θ", {"param"}, {"sgd_step"}), ("γ", {"lr"}, {"sgd_step"}), ("v", {'state["square_avg"]'},
+                                                                           {"rmsprop_step", "sgd_step"})]
+    line = "Symbols: θ param, γ ``learning_rate``, ζ ``zeta``, β₁, β₂ ``betas``; η_t = γ/γ₀, an aside."
+    assert symbols_line_problems("sgd_step", line, rows) == [
+        "sgd_step: cannot read 'an aside' in its Symbols line",
+        "sgd_step: γ is 'learning_rate' in its docstring, but no row of the table for γ names 'learning_rate' and "
+        "links sgd_step",
+        "sgd_step: ζ is not in docs/notation.md", "sgd_step: β₁ is not in docs/notation.md",
+        "sgd_step: β₂ is not in docs/notation.md", "sgd_step: η_t is not in docs/notation.md"]
+    uses = {"sgd_step": {"θ", "γ"}, "rmsprop_step": {"θ", "γ", "v"}}
+    names = {"sgd_step": {}, "rmsprop_step": {"v": 'state["square_avg"]'}}
+    assert rows_problems(rows + [("ζ", set(), {"sgd_step"})], uses, names) == [
+        "θ: the table links ['sgd_step'], the rules using it are ['rmsprop_step', 'sgd_step']",
+        "γ: the table links ['sgd_step'], the rules using it are ['rmsprop_step', 'sgd_step']",
+        "v: the table links ['rmsprop_step', 'sgd_step'], the rules using it are ['rmsprop_step']",
+        "ζ: no rule uses it (a stale row)"]
+    names["sgd_step"] = {"v": 'state["exp_avg_sq"]'}
+    assert rows_problems(rows, {"sgd_step": {"θ", "γ", "v"}, "rmsprop_step": {"v"}}, names)[-1] == (
+        "v: the row naming ['state[\"square_avg\"]'] links sgd_step, whose docstring says 'state[\"exp_avg_sq\"]'")
+    keys = {row[0] for row in rows}
+    assert box_symbols([r"\theta_t &\leftarrow \theta_{t-1} - \gamma\, \xi_t"], keys) - keys == {"t", "ξ"}
+
+
+PAGE_SYMBOL_MAP = re.compile(r"\$[^$]+\$\s+(?:`[^`]+`|param\b|grad\b)")
+
+
+@pytest.mark.parametrize("page", sorted({page for page, _ in markers()}))
+def test_each_optimizer_page_points_at_the_table_instead_of_a_symbol_map(page):
+    text = (DOCS / page).read_text()
+    begin = text.index("Symbols")
+    paragraph = text[begin:text.find("\n\n", begin)]
+    assert paragraph.startswith("Symbols: see [Notation](../notation.md)"), paragraph
+    assert PAGE_SYMBOL_MAP.findall(paragraph) == [], f"{page} types a symbol map again: {paragraph}"
 
 
 # The decoupled variants' boxes are built from the coupled ones.
