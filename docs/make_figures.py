@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # the repository's experiments/, run from anywhere
 from experiments import (adamw_as_rmsprop, coupled_vs_decoupled, effective_decay, fixed_points,  # noqa: E402
                                overfitting)
 
