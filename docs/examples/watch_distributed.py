@@ -60,6 +60,7 @@ def main():
     else:
         print(f"rank {dist.get_rank()}, FSDP2 + SGD: not run: torch {torch.__version__}'s FSDP2 needs CUDA "
               f"(on the CPU from torch {FSDP2_ON_CPU_SINCE})", flush=True)
+    dist.barrier()   # every rank done before the groups go: torch 2.7.1 hangs in destroy_process_group otherwise
     dist.destroy_process_group()
 
 
