@@ -310,3 +310,21 @@ def test_a_parameter_larger_than_a_piece_reports_its_worst_element_once():
     assert mismatch.second - mismatch.first == pytest.approx(1e-3, rel=1e-2)
     assert watcher.copy_bytes == held
     watcher.detach()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_the_one_ulp_filter_passes_only_elements_within_an_ulp_of_their_size(dtype):
+    """|Δ| ≤ ε·min(|a|, |b|) passes (its bound ≤ 1), two ulps or a NaN against a number goes to the error model,
+    NaN against NaN agrees; with ``bitwise`` every difference but NaN against NaN goes there."""
+    import numpy as np
+    from refwd_validation.watch import _within_an_ulp
+    t = np.dtype(dtype).type
+    up = lambda x, k=1: x if k == 0 else up(np.nextafter(x, t(np.inf)), k - 1)  # noqa: E731
+    first = np.array([1, 1, 1, np.nan, 1, 0.5, np.nan, 3], dtype)
+    second = np.array([up(t(1)), up(t(1), 2), t(1.01), np.nan, np.inf, np.nextafter(t(0.5), t(0)), t(1), 3], dtype)
+    differ = first != second
+    bound, far = _within_an_ulp(first, second, differ)
+    assert far.tolist() == [False, True, True, False, True, False, True, False]
+    assert bound == 1.0     # 1 and the float above it: ε·1 apart, a bound of 1; 0.5 and the float below it: ½
+    assert _within_an_ulp(first, second, differ, bitwise=True)[1].tolist() == [
+        True, True, True, False, True, True, True, False]
