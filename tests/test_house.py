@@ -95,7 +95,7 @@ def test_no_upward_import():
 
 
 SOURCES = sorted({*modules().values(), *ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("docs/*.py"),
-                  *ROOT.glob("docs/examples/*.py")})
+                  *ROOT.glob("docs/examples/*.py"), *ROOT.glob("docs/measure/*.py")})
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda path: str(path.relative_to(ROOT)))
