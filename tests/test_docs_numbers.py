@@ -10,7 +10,9 @@ each page shows them in figure spans (docs/hook_numbers.py), and the figures are
 - The groups are measured again and what every span shows must be what the new measurement shows: the case counts,
   the experiments, the drift reports, the version sweep and the golden recording (no torch, seconds); the mutants
   (torch, about a minute); the CPU matrix (torch, about a minute on 2 cores), where torch and its CPU capability
-  are the data file's; the fuzzer's counts for the seeds the page quotes with numbers (torch, about half a minute).
+  are the data file's; the fuzzer's counts for the seeds the page quotes with numbers (torch, about half a minute);
+  docs/findings-scalars.md's extreme hyperparameters and torch's square root (torch, about 10 s), where torch and
+  its CPU capability are the data file's.
   The expected figures are the new measurement's, not constants of the code under test.
 - Timings (under ``timing``) carry the machine and the date they were measured on, and are never compared.
 """
@@ -28,6 +30,7 @@ from measure.data import load, pages  # noqa: E402  (docs/measure/: what docs/ma
 from measure.groups import GROUPS  # noqa: E402
 from measure.matrix import measure_matrix  # noqa: E402
 from measure.mutants import measure_mutants  # noqa: E402
+from measure.scalars import measure_scalars  # noqa: E402
 from measure.timings import FUZZ_RUNS, measure_fuzz  # noqa: E402
 
 DATA = load()
@@ -126,9 +129,6 @@ PATTERNS = {
 
 # (page, a snippet of the line the figure is on, containing the figure): why it is not a measured figure, or what
 # measures it. Each entry must still match; one that no longer does fails the test, so the list stays true.
-PENDING_SCALARS = ("pending: docs/findings-scalars.md is a one-off investigation whose script is not in the "
-                   "repository; a `scalars` group of docs/make_numbers.py (its grid of extreme hyperparameters, "
-                   "refwd and torch's for-loop and fused, in float32 ulps of value and of scale) would measure it")
 PENDING_PROFILES = ("pending: measured by tests/test_profiles.py against optax and Keras 3 on JAX, which are not "
                     "installed where docs/make_numbers.py ran; a `profiles` group needs them")
 PENDING_LEAD = "pending: the lead's page ({}); the figure is docs/data/numbers.json's {}"
@@ -182,29 +182,18 @@ ALLOWED = {
                                                                                         "first matrix",
     ("docs/upgrades.md", "chunks, 16.6 MB on disk (deflate on each array alone: 36 MB)"): "historical: as above",
     ("docs/upgrades.md", "(the recording itself is not kept, 16.6\n  MB)"): "historical: a recording not kept",
+    ("docs/findings-scalars.md", "| 315,457 ulps of value (131 of scale) |"): "historical: refwd before the lerp fix",
+    ("docs/findings-scalars.md", "| 315,457 / 30,484 / 108 |"): "historical: refwd before the lerp fix",
+    ("docs/findings-scalars.md", "| ≤ 2 ulps of scale |"): "historical: refwd before the lerp fix",
     ("docs/interop.md", "took 13 to 34 ms a step on the 85 k\nmodel and 1.9 to 4.9 s on the 10 M one (23 to 47 times"):
         "historical: the watcher before issue 13's work, on code no longer in the repository",
     # pending: measured elsewhere, not yet by docs/make_numbers.py
     ("docs/conventions.md", "within\n2e-16 relative"): PENDING_PROFILES,
     ("docs/conventions.md", "0.3-0.9 relative away"): PENDING_PROFILES,
     ("docs/conventions.md", "is within 2e-16 relative"): PENDING_PROFILES,
-    ("docs/findings-scalars.md", "315,457 / 30,484 / 108"): PENDING_SCALARS,
-    ("docs/findings-scalars.md", "(0 ulps)"): PENDING_SCALARS,
-    ("docs/findings-scalars.md", "2 ulps of value (0.25 of scale), param 4 ulps of value"): PENDING_SCALARS,
-    ("docs/findings-scalars.md", "28 ulps of value"): PENDING_SCALARS,
-    ("docs/findings-scalars.md", "315,457 ulps of value"): PENDING_SCALARS,
-    ("docs/findings-scalars.md", "| ≤ 2 ulps of scale |"): PENDING_SCALARS,
-    ("docs/findings-scalars.md", "(all ≤ 2 ulps of scale"): PENDING_SCALARS,
-    ("docs/findings-scalars.md", "and 300 ulps of scale"): PENDING_SCALARS,
-    ("docs/findings-scalars.md", "within 1 ulp of scale"): PENDING_SCALARS,
-    ("docs/findings-scalars.md", "to ≤ 1 ulp of"): PENDING_SCALARS,
     ("docs/optimizers/adam.md", "at most 2 ULPs of the error scale"): "the budget",
     ("docs/optimizers/rmsprop.md", "at most 2 ULPs of the error scale"): "the budget",
     ("docs/optimizers/sgd.md", "at most 2 ULPs of that error scale"): "the budget",
-    ("docs/optimizers/adam.md", "1.4 % of float64 ones"): "pending: the lead's page (optimizers/adam.md); MKL's "
-                                                          "square root against NumPy's, not measured by a script yet",
-    ("docs/optimizers/rmsprop.md", "1.4 % of float64 inputs"): "pending: the lead's page (optimizers/rmsprop.md); as "
-                                                               "adam.md's",
     ("docs/optimizers/rmspropw.md", "within 1 % of RMSpropW's"): "the threshold of experiment 3",
     ("docs/optimizers/rmspropw.md", "$2.2\\times10^{-16}$ measured"): PENDING_LEAD.format(
         "optimizers/rmspropw.md", "experiments.adamw_as_rmsprop's table (max |ρ − formula|)"),
@@ -324,6 +313,16 @@ def test_the_mutants_are_measured_again():
 def test_the_matrix_is_measured_again():
     needs_the_data_files_torch()
     assert_pages_show(measure_matrix(), "matrix")
+
+
+@pytest.mark.torch
+def test_the_scalars_are_measured_again():
+    torch = pytest.importorskip("torch")
+    recorded = DATA["scalars"]["environment"]
+    here = {"torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if here != recorded:
+        pytest.skip(f"docs/findings-scalars.md's ulps were measured with {recorded}, this is {here}")
+    assert_pages_show(measure_scalars(), "scalars")     # about 10 s
 
 
 @pytest.mark.torch

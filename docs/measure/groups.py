@@ -6,6 +6,7 @@ from .experiments import measure_experiments
 from .matrix import measure_matrix
 from .mutants import measure_mutant_tests, measure_mutants
 from .reports import measure_recording, measure_reports, measure_sweep
+from .scalars import measure_scalars
 from .timings import measure_check, measure_fuzz, measure_record, measure_times, measure_watch
 
 
@@ -35,5 +36,7 @@ GROUPS = {
     "record": Group(measure_record, "`refwd validate --record` and `--against`: run times", "250", timing=True),
     "fuzz": Group(measure_fuzz, "`refwd validate --fuzz` with docs/oracle.md's seeds", "70"),
     "check": Group(measure_check, "`refwd check torch.optim:AdamW --as adamw --quick` x3", "30", timing=True),
+    "scalars": Group(measure_scalars, "docs/findings-scalars.md's extreme hyperparameters in torch's for-loop, "
+                     "foreach and fused and refwd, in float32 ulps; torch's CPU square root against NumPy's", "10"),
     "watch": Group(measure_watch, "benchmarks/bench_watch.py: the watcher's overhead", "50", timing=True),
 }

@@ -41,9 +41,9 @@ def rmsprop_step(param, grad, state, *, lr, alpha=0.99, eps=1e-8, weight_decay=0
     torch: ``torch.optim.RMSprop`` (for-loop ``_single_tensor_rmsprop``), same defaults and state keys.
     ε is added after the square root (TensorFlow puts it inside). ḡ is a ``lerp`` here as in torch; torch
     fuses some multiply-adds and takes its square root with MKL, which is not correctly rounded (1 ulp off
-    ``np.sqrt`` for about a fifth of float32 inputs). Centered ``v − ḡ²`` can round below zero and give
-    NaN in both. Outside the oracle: an element whose product alone overflows next to an infinite addend
-    (λθ with g = ∓∞, ḡ² with v = ∞, γb with θ = ∓∞) is ±∞ (or 0) in torch's FMA and NaN here.
+    ``np.sqrt`` for about one float32 input in six: docs/optimizers/rmsprop.md). Centered ``v − ḡ²`` can round
+    below zero and give NaN in both. Outside the oracle: an element whose product alone overflows next to an
+    infinite addend (λθ with g = ∓∞, ḡ² with v = ∞, γb with θ = ∓∞) is ±∞ (or 0) in torch's FMA and NaN here.
 
     Reference: Hinton, Srivastava, Swersky, "Neural Networks for Machine Learning", lecture 6e (2012);
     Graves, "Generating sequences with recurrent neural networks", arXiv:1308.0850, eqs. 38-45.
