@@ -12,7 +12,8 @@ each page shows them in figure spans (docs/hook_numbers.py), and the figures are
   (torch, about a minute); the CPU matrix (torch, about a minute on 2 cores), where torch and its CPU capability
   are the data file's; the fuzzer's counts for the seeds the page quotes with numbers (torch, about half a minute);
   docs/findings-scalars.md's extreme hyperparameters and torch's square root (torch, about 10 s), where torch and
-  its CPU capability are the data file's.
+  its CPU capability are the data file's; tests/test_profiles.py's optax comparisons (optax, seconds; not the
+  optax group's `refwd check`, about 30 s), where optax is the data file's.
   The expected figures are the new measurement's, not constants of the code under test.
 - Timings (under ``timing``) carry the machine and the date they were measured on, and are never compared.
 """
@@ -30,6 +31,7 @@ from measure.data import load, pages  # noqa: E402  (docs/measure/: what docs/ma
 from measure.groups import GROUPS  # noqa: E402
 from measure.matrix import measure_matrix  # noqa: E402
 from measure.mutants import measure_mutants  # noqa: E402
+from measure.optax_profiles import measure_profiles  # noqa: E402
 from measure.scalars import measure_scalars  # noqa: E402
 from measure.timings import FUZZ_RUNS, measure_fuzz  # noqa: E402
 
@@ -129,8 +131,6 @@ PATTERNS = {
 
 # (page, a snippet of the line the figure is on, containing the figure): why it is not a measured figure, or what
 # measures it. Each entry must still match; one that no longer does fails the test, so the list stays true.
-PENDING_PROFILES = ("pending: measured by tests/test_profiles.py against optax and Keras 3 on JAX, which are not "
-                    "installed where docs/make_numbers.py ran; a `profiles` group needs them")
 PENDING_LEAD = "pending: the lead's page ({}); the figure is docs/data/numbers.json's {}"
 ALLOWED = {
     # definitions: budgets, hyperparameters, thresholds a test asserts, parameters of a case or a command
@@ -165,9 +165,6 @@ ALLOWED = {
     # examples of output, and values that differ from run to run
     ("docs/interop.md", "420 ulp (budget 2)"): "an example of a WatchError message (a deliberately wrong step)",
     ("docs/upgrades.md", "whatever was in memory (1.7e10 or"): "uninitialised memory: a different value in every run",
-    ("docs/check.md", "in 6 case(s)"): "pending: an example of the diagnosis, from a run against optax, which is not "
-                                       "installed where docs/make_numbers.py ran",
-    ("docs/check.md", "to 0.89 ULPs"): "pending: as above",
     # historical: measured on code or a matrix that is no longer in the repository, and said to be so
     ("docs/oracle.md", "(10.7 ULPs of the old error scale)"): "historical: the old error model of the shrink",
     ("docs/oracle.md", "(3.3 ULPs of the error scale at β₁ = 0.001"): "historical: refwd before finding 6's fix",
@@ -187,10 +184,9 @@ ALLOWED = {
     ("docs/findings-scalars.md", "| ≤ 2 ulps of scale |"): "historical: refwd before the lerp fix",
     ("docs/interop.md", "took 13 to 34 ms a step on the 85 k\nmodel and 1.9 to 4.9 s on the 10 M one (23 to 47 times"):
         "historical: the watcher before issue 13's work, on code no longer in the repository",
+    ("docs/conventions.md", "is within 2e-16 relative"): "measured once with Keras 3.15.1 on JAX, which is not "
+                                                          "installable where docs/make_numbers.py runs",
     # pending: measured elsewhere, not yet by docs/make_numbers.py
-    ("docs/conventions.md", "within\n2e-16 relative"): PENDING_PROFILES,
-    ("docs/conventions.md", "0.3-0.9 relative away"): PENDING_PROFILES,
-    ("docs/conventions.md", "is within 2e-16 relative"): PENDING_PROFILES,
     ("docs/optimizers/adam.md", "at most 2 ULPs of the error scale"): "the budget",
     ("docs/optimizers/rmsprop.md", "at most 2 ULPs of the error scale"): "the budget",
     ("docs/optimizers/sgd.md", "at most 2 ULPs of that error scale"): "the budget",
@@ -323,6 +319,17 @@ def test_the_scalars_are_measured_again():
     if here != recorded:
         pytest.skip(f"docs/findings-scalars.md's ulps were measured with {recorded}, this is {here}")
     assert_pages_show(measure_scalars(), "scalars")     # about 10 s
+
+
+def test_the_optax_profiles_are_measured_again():
+    """tests/test_profiles.py's optax comparisons (seconds); the group's `refwd check` (about 30 s) is not re-run."""
+    pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    recorded = DATA["optax"]["environment"]["optax"]
+    if optax.__version__ != recorded:
+        pytest.skip(f"docs/conventions.md's optax figures were measured with optax {recorded}, this is "
+                    f"{optax.__version__}")
+    assert_pages_show({"optax": {**DATA["optax"], "profiles": measure_profiles()}}, "optax")
 
 
 @pytest.mark.torch

@@ -5,6 +5,7 @@ from .counts import measure_counts
 from .experiments import measure_experiments
 from .matrix import measure_matrix
 from .mutants import measure_mutant_tests, measure_mutants
+from .optax_profiles import measure_optax
 from .reports import measure_recording, measure_reports, measure_sweep
 from .scalars import measure_scalars
 from .timings import measure_check, measure_fuzz, measure_record, measure_times, measure_watch
@@ -38,5 +39,7 @@ GROUPS = {
     "check": Group(measure_check, "`refwd check torch.optim:AdamW --as adamw --quick` x3", "30", timing=True),
     "scalars": Group(measure_scalars, "docs/findings-scalars.md's extreme hyperparameters in torch's for-loop, "
                      "foreach and fused and refwd, in float32 ulps; torch's CPU square root against NumPy's", "10"),
+    "optax": Group(measure_optax, "docs/check.md's diagnosis of `refwd check optax:rmsprop --as rmsprop`; "
+                   "tests/test_profiles.py's optax comparisons (needs optax and jax)", "35"),
     "watch": Group(measure_watch, "benchmarks/bench_watch.py: the watcher's overhead", "50", timing=True),
 }
