@@ -113,15 +113,12 @@ def test_sgd_coupled_l2_equals_decoupled_shrink(trajectory, lr, weight_decay):
     assert np.all(difference <= bound)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_sgd_identity_bound_is_tight(dtype):
-    """The bound is not vacuous: a fixed random search over 1 to 3 steps reaches more than 1/4 of it.
-
-    300 runs of 500 elements each, magnitudes, lr and λ log-uniform over the strategies' ranges, through the pure
-    rules (the shell adds nothing here). Measured: 0.49 of the bound in float64, 0.35 in float32.
-    """
+def sgd_identity_search(dtype):
+    """The largest fraction of the SGD identity's rounding bound a fixed random search reaches: 300 runs of 500
+    elements each over 1 to 3 steps, magnitudes, lr and λ log-uniform over the strategies' ranges, through the pure
+    rules (the shell adds nothing here). docs/measure/experiments.py quotes it."""
     rng = np.random.default_rng(1)
-    signed = lambda: rng.choice([-1.0, 1.0], 500) * 10.0 ** rng.uniform(-3, 1, 500)
+    signed = lambda: rng.choice([-1.0, 1.0], 500) * 10.0 ** rng.uniform(-3, 1, 500)  # noqa: E731
     worst = 0.0
     for _ in range(300):
         lr, weight_decay = float(10.0 ** rng.uniform(-4, 0)), float(10.0 ** rng.uniform(-4, 0))
@@ -135,7 +132,14 @@ def test_sgd_identity_bound_is_tight(dtype):
             decoupled, _ = sgdw_step(decoupled, grad, {}, lr=lr, weight_decay=weight_decay)
         difference = np.abs(as64(coupled) - as64(decoupled))
         worst = max(worst, use_fraction(difference, sgd_identity_bound(dtype, scale, steps)))
-    assert 0.25 < worst <= 1
+    return worst
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_identity_bound_is_tight(dtype):
+    """The bound is not vacuous: the fixed random search (:func:`sgd_identity_search`) reaches more than 1/4 of it
+    (docs/weight-decay.md quotes the measured fractions)."""
+    assert 0.25 < sgd_identity_search(dtype) <= 1
 
 
 # --- SGD with momentum: the buffer accumulates λθ --------------------------------------------------------------

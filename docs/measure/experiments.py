@@ -135,30 +135,9 @@ def experiment_five():
 
 def sgd_identity_search():
     """The fraction of the SGD identity's rounding bound that tests/test_properties.py's fixed random search reaches
-    (test_sgd_identity_bound_is_tight's search, with that file's bound)."""
-    import numpy as np
-
-    from refwd.optim import sgd_step, sgdw_step
-    from test_properties import as64, sgd_identity_bound, use_fraction
-    out = {}
-    for dtype in ("float64", "float32"):
-        rng = np.random.default_rng(1)
-        signed = lambda: rng.choice([-1.0, 1.0], 500) * 10.0 ** rng.uniform(-3, 1, 500)   # noqa: E731
-        reached = 0.0
-        for _ in range(300):
-            lr, weight_decay = float(10.0 ** rng.uniform(-4, 0)), float(10.0 ** rng.uniform(-4, 0))
-            steps = int(rng.integers(1, 4))
-            coupled = decoupled = signed().astype(dtype)
-            scale = np.zeros(500)
-            for _ in range(steps):
-                grad = signed().astype(dtype)
-                scale += (1 + lr * weight_decay) * np.abs(as64(coupled)) + lr * np.abs(as64(grad))
-                coupled, _ = sgd_step(coupled, grad, {}, lr=lr, weight_decay=weight_decay)
-                decoupled, _ = sgdw_step(decoupled, grad, {}, lr=lr, weight_decay=weight_decay)
-            reached = max(reached, use_fraction(np.abs(as64(coupled) - as64(decoupled)),
-                                                sgd_identity_bound(dtype, scale, steps)))
-        out[dtype] = rounded(reached)
-    return out
+    (the search test_sgd_identity_bound_is_tight asserts on), per dtype."""
+    from test_properties import sgd_identity_search as search
+    return {dtype: rounded(search(dtype)) for dtype in ("float64", "float32")}
 
 
 def measure_experiments():
